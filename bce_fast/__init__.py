@@ -1,0 +1,74 @@
+"""bce_fast: fused, accurate loss kernels for NumPy arrays.
+
+Sigmoid / log-sigmoid, binary cross-entropy (on probabilities and on logits),
+softmax / log-softmax, softmax cross-entropy and NLL, with ``'none'`` /
+``'mean'`` / ``'sum'`` reductions and their gradients, for float32 and float64,
+each in one pass over memory on every core.  The API mirrors
+``torch.nn.functional``; see the README for the numerical contract.
+"""
+import os as _os
+import warnings as _warnings
+
+from . import _core
+from ._binary import (binary_cross_entropy, binary_cross_entropy_and_grad,
+                      binary_cross_entropy_with_logits,
+                      binary_cross_entropy_with_logits_and_grad, log_sigmoid,
+                      logistic_grad_hess, sigmoid)
+from ._modules import BCELoss, BCEWithLogitsLoss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sigmoid", "log_sigmoid",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_and_grad", "binary_cross_entropy_with_logits_and_grad",
+    "logistic_grad_hess",
+    "BCELoss", "BCEWithLogitsLoss",
+    "get_num_threads", "set_num_threads", "show_config", "isa",
+]
+
+
+def _select_isa_from_env():
+    level = _os.environ.get("BCE_FAST_ISA", "").strip().lower() or None
+    try:
+        _core.select_isa(level)
+    except ValueError as exc:
+        _warnings.warn(f"BCE_FAST_ISA={level!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
+        _core.select_isa(None)
+
+
+_select_isa_from_env()
+
+
+def isa():
+    """Instruction set of the kernels in use: 'baseline', 'avx2' or 'avx512'
+    (the best the CPU has, unless ``BCE_FAST_ISA`` forces one)."""
+    return _core.isa_name()
+
+
+def get_num_threads():
+    """Threads a large call may use: ``set_num_threads``'s value, capped by
+    OpenMP's limit (which ``threadpoolctl.threadpool_limits`` lowers)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n):
+    """Use at most `n` threads (n >= 1) in later calls.  Results do not depend
+    on it: reductions are bit-identical for any thread count."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def show_config(file=None):
+    """Print version, instruction set, OpenMP and threads (``bce-fast info``)."""
+    import numpy as np
+    lines = [
+        f"bce_fast {__version__}",
+        f"numpy {np.__version__}",
+        f"isa: {isa()} (supported: "
+        f"{', '.join(l for l in _core.ISA_LEVELS if _core.isa_supported(l))})",
+        f"openmp: {'on' if _core.openmp_enabled() else 'off'}",
+        f"threads: {get_num_threads()}",
+    ]
+    print("\n".join(lines), file=file)

@@ -1,0 +1,178 @@
+"""Binding layer: the one place that calls into csrc/.
+
+Receives arrays the Python layer has already validated (C-contiguous, native,
+of the compute dtype), re-checks the few invariants that memory safety rests on
+(dtype, contiguity, sizes: each a handful of C comparisons), releases the GIL,
+calls the kernel, and turns its status code into an exception.
+"""
+from libc.stdint cimport int64_t
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef extern from "bf_kernels.h" nogil:
+    enum:
+        BF_OK
+        BF_ERR_DOMAIN
+        BF_ERR_INDEX
+        BF_F32
+        BF_F64
+
+    ctypedef struct bf_elementwise:
+        int64_t n, row
+        const void *x
+        const void *y
+        const void *w
+        int64_t w_so, w_si
+        const void *pw
+        int64_t pw_so, pw_si
+        void *out
+        void *grad
+        void *hess
+        double grad_scale
+
+    int bf_select_isa(const char *level)
+    const char *bf_isa_name()
+    int bf_isa_supported(const char *level)
+    int bf_openmp_enabled()
+    int bf_get_num_threads()
+    void bf_set_num_threads(int n)
+
+    int bf_sigmoid(int dtype, const bf_elementwise *p)
+    int bf_log_sigmoid(int dtype, const bf_elementwise *p)
+    int bf_bce_logits(int dtype, const bf_elementwise *p, double *sum)
+    int bf_bce(int dtype, const bf_elementwise *p, double *sum)
+    int bf_logistic_grad_hess(int dtype, const bf_elementwise *p)
+
+
+# ----------------------------------------------------------------- runtime
+
+ISA_LEVELS = ("baseline", "avx2", "avx512")
+
+
+def select_isa(level=None):
+    """Use instruction-set `level` ('baseline', 'avx2', 'avx512'; None: best)."""
+    cdef bytes b = (level or "").encode()
+    if level is not None and level not in ISA_LEVELS:
+        raise ValueError(f"isa: expected one of {ISA_LEVELS}, got {level!r}")
+    if bf_select_isa(b) != 0:
+        raise ValueError(f"isa: this CPU does not support {level!r}")
+
+
+def isa_name():
+    return bf_isa_name().decode()
+
+
+def isa_supported(str level):
+    return bool(bf_isa_supported(level.encode()))
+
+
+def openmp_enabled():
+    return bool(bf_openmp_enabled())
+
+
+def get_num_threads():
+    return bf_get_num_threads()
+
+
+def set_num_threads(int n):
+    bf_set_num_threads(n)
+
+
+# ------------------------------------------------------------- invariants
+
+cdef int _dtype_code(cnp.ndarray a) except -1:
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32:
+        return BF_F32
+    if t == cnp.NPY_FLOAT64:
+        return BF_F64
+    raise SystemError(f"bce_fast internal error: kernel array of dtype {a.dtype}")
+
+
+cdef void *_buf(object a, int dtype, int64_t need) except? NULL:
+    """Data pointer of a kernel operand (None -> NULL), checked to be a
+    C-contiguous native array of `dtype` holding at least `need` elements."""
+    if a is None:
+        return NULL
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    if (_dtype_code(arr) != dtype or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISNOTSWAPPED(arr) or cnp.PyArray_SIZE(arr) < need):
+        raise SystemError("bce_fast internal error: kernel operand of wrong layout or size")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef inline int64_t _side_need(int64_t n, int64_t row, int64_t so, int64_t si):
+    """Elements a broadcast side array must hold: its last index + 1."""
+    if n == 0:
+        return 0
+    return (n // row - 1) * so + (row - 1) * si + 1
+
+
+cdef void _raise_status(int status) except *:
+    if status == BF_ERR_DOMAIN:
+        raise ValueError("all elements of input should be between 0 and 1")
+    if status != BF_OK:
+        raise SystemError(f"bce_fast internal error: kernel status {status}")
+
+
+# ------------------------------------------------------- elementwise family
+
+cpdef enum:
+    KIND_SIGMOID
+    KIND_LOG_SIGMOID
+    KIND_BCE_LOGITS
+    KIND_BCE
+    KIND_GRAD_HESS
+
+
+def elementwise(int kind, cnp.ndarray x, y=None,
+                w=None, int64_t w_so=0, int64_t w_si=0,
+                pw=None, int64_t pw_so=0, int64_t pw_si=0,
+                int64_t row=1, out=None, grad=None, hess=None,
+                double grad_scale=1.0, bint want_sum=False):
+    """Run one elementwise kernel; returns the loss sum (a float) or None.
+
+    x, y, out, grad, hess: n contiguous elements.  w, pw: side arrays read at
+    (i // row) * so + (i % row) * si (see bf_elementwise in bf_kernels.h).
+    """
+    cdef bf_elementwise p
+    cdef int dt = _dtype_code(x)
+    cdef int status
+    cdef double total = 0.0
+    cdef double *sum_ptr = &total if want_sum else NULL
+    p.n = cnp.PyArray_SIZE(x)
+    if row < 1 or p.n % row != 0 or w_si not in (0, 1) or pw_si not in (0, 1):
+        raise SystemError("bce_fast internal error: bad row layout")
+    p.row = row
+    p.x = _buf(x, dt, p.n)
+    p.y = _buf(y, dt, p.n)
+    p.w = _buf(w, dt, _side_need(p.n, row, w_so, w_si))
+    p.w_so, p.w_si = w_so, w_si
+    p.pw = _buf(pw, dt, _side_need(p.n, row, pw_so, pw_si))
+    p.pw_so, p.pw_si = pw_so, pw_si
+    p.out = _buf(out, dt, p.n)
+    p.grad = _buf(grad, dt, p.n)
+    p.hess = _buf(hess, dt, p.n)
+    p.grad_scale = grad_scale
+    if kind in (KIND_SIGMOID, KIND_LOG_SIGMOID) and p.out == NULL:
+        raise SystemError("bce_fast internal error: map without output")
+    if kind in (KIND_BCE_LOGITS, KIND_BCE, KIND_GRAD_HESS) and p.y == NULL:
+        raise SystemError("bce_fast internal error: loss without target")
+    if kind == KIND_GRAD_HESS and (p.grad == NULL or p.hess == NULL):
+        raise SystemError("bce_fast internal error: grad_hess without outputs")
+    with nogil:
+        if kind == KIND_SIGMOID:
+            status = bf_sigmoid(dt, &p)
+        elif kind == KIND_LOG_SIGMOID:
+            status = bf_log_sigmoid(dt, &p)
+        elif kind == KIND_BCE_LOGITS:
+            status = bf_bce_logits(dt, &p, sum_ptr)
+        elif kind == KIND_BCE:
+            status = bf_bce(dt, &p, sum_ptr)
+        else:
+            status = bf_logistic_grad_hess(dt, &p)
+    _raise_status(status)
+    return total if want_sum else None

@@ -1,0 +1,193 @@
+"""Argument checking and array preparation shared by every public function.
+
+Everything about dtypes, shapes, broadcasting and output buffers is decided
+here, before any kernel runs, so kernels stay narrow (contiguous native arrays
+of one float type) and users see messages that name the argument.
+"""
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(reduction):
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction!r} is not a valid value for reduction "
+                         f"(expected one of {', '.join(map(repr, REDUCTIONS))})")
+
+
+def as_array(a, name):
+    """`a` as an ndarray, without a copy when NumPy can avoid one (ndarrays,
+    objects with ``__array__`` or ``__dlpack__``)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if a is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    try:
+        return np.asarray(a)
+    except Exception as exc:  # e.g. a PyTorch tensor that requires grad
+        raise TypeError(f"{name}: cannot be converted to a NumPy array "
+                        f"({type(exc).__name__}: {exc})") from None
+
+
+def float_array(a, name):
+    """An array of logits or probabilities: must be floating point."""
+    arr = as_array(a, name)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+    return arr
+
+
+def numeric_array(a, name):
+    """A target or weight: floating point, or integer/bool (cast to the
+    compute dtype)."""
+    arr = as_array(a, name)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _weak(original, arr):
+    """What decides the compute dtype: Python floats stay "weak" (NEP 50) so
+    that ``weight=0.5`` keeps a float32 input in float32."""
+    return original if type(original) is float else arr
+
+
+def compute_dtypes(*pairs):
+    """(compute dtype, result dtype) from (original, array) pairs of the float
+    arguments.  Integer and bool arrays do not take part: they are cast.
+    float16 computes in float32 and returns float16; wider than float64
+    computes in float64."""
+    floats = [_weak(o, a) for o, a in pairs if a is not None and a.dtype.kind == "f"]
+    res = np.result_type(*floats)
+    if res == np.float16:
+        return np.dtype(np.float32), res
+    if res.itemsize > 8:
+        return np.dtype(np.float64), np.dtype(np.float64)
+    return res, res
+
+
+def to_kernel(arr, dtype):
+    """C-contiguous, native-endian array of `dtype`; `arr` itself when it is
+    one already."""
+    if arr is None:
+        return None
+    return np.asarray(arr, dtype=dtype, order="C")
+
+
+def check_broadcast(arr, shape, name, what="input"):
+    """`arr` must broadcast to `shape` without enlarging it."""
+    try:
+        ok = np.broadcast_shapes(arr.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: shape {arr.shape} does not broadcast to the "
+                         f"{what} shape {tuple(shape)}")
+
+
+def _merged_dims(arr, shape):
+    """(length, element stride) runs of `arr` broadcast to `shape`, with
+    unit dimensions dropped and adjacent runs that form one affine run merged."""
+    view = np.broadcast_to(arr, shape)
+    dims = [(n, s // arr.itemsize) for n, s in zip(shape, view.strides) if n != 1]
+    merged = []
+    for n, s in dims:
+        if merged and merged[-1][1] == s * n:
+            merged[-1] = (merged[-1][0] * n, s)
+        else:
+            merged.append((n, s))
+    return merged
+
+
+class Side:
+    """A side array (weight, pos_weight) and how the kernel reads it."""
+
+    def __init__(self, arr, shape):
+        self.arr = arr
+        self.shape = tuple(shape)
+        runs = _merged_dims(arr, shape)
+        if not runs or (len(runs) == 1 and runs[0][1] == 0):
+            self.kind, self.row = "scalar", None
+        elif len(runs) == 1 and runs[0][1] == 1:
+            self.kind, self.row = "full", None
+        elif len(runs) == 2 and runs[1][1] in (0, 1):
+            self.kind, self.row = "rows", runs[1][0]
+            self.so, self.si = runs[0][1], runs[1][1]
+        else:
+            self.materialize()
+
+    def materialize(self):
+        self.arr = np.ascontiguousarray(np.broadcast_to(self.arr, self.shape))
+        self.kind, self.row = "full", None
+
+    def strides(self, row):
+        """(so, si) for a given row length."""
+        if self.kind == "scalar":
+            return 0, 0
+        if self.kind == "full":
+            return row, 1
+        return self.so, self.si
+
+
+def side_layout(sides, shape):
+    """Common row length for the side arrays (materialising any that do not
+    fit it) and their kernel arguments, flattened as
+    ``row, [arr, so, si] * len(sides)`` (None entries read as 1)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    present = [Side(s, shape) if s is not None else None for s in sides]
+    rows = sorted({s.row for s in present if s is not None and s.row is not None})
+    row = rows[0] if rows else max(n, 1)
+    args = [row]
+    for s in present:
+        if s is None:
+            args += [None, 0, 0]
+            continue
+        if s.row is not None and s.row != row:
+            s.materialize()
+        so, si = s.strides(row)
+        args += [s.arr, so, si]
+    return args
+
+
+def _same_view(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def check_out(out, shape, dtype, inputs, name="out"):
+    """Validate a user-supplied output array.  It may be exactly one of the
+    inputs (in place) but may not partly overlap any."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    for a in inputs:
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a) \
+                and not _same_view(out, a) and np.shares_memory(out, a):
+            raise ValueError(f"{name}: overlaps an input without being the same "
+                             f"array (pass the input itself to compute in place)")
+    return out
+
+
+def kernel_out(out, shape, dtype):
+    """Array the kernel writes: `out` itself when the kernel can write it
+    directly, else a fresh array that `finish_out` copies into `out`."""
+    if out is not None and out.dtype == dtype and out.flags.c_contiguous \
+            and out.dtype.isnative:
+        return out
+    return np.empty(shape, dtype=dtype)
+
+
+def finish_out(buf, out, res_dtype):
+    """Deliver a kernel result: into `out` if given, else as `res_dtype`."""
+    if out is not None:
+        if buf is not out:
+            np.copyto(out, buf, casting="unsafe")
+        return out
+    return buf if buf.dtype == res_dtype else buf.astype(res_dtype)

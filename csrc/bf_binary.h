@@ -1,0 +1,233 @@
+/*
+ * bf_binary.h -- kernel bodies of the elementwise family (sigmoid,
+ * log-sigmoid, BCE on logits, BCE on probabilities), written once.
+ *
+ * Included by bf_isa_body.h with T = float / double and BF_FN(name) naming
+ * the per-type function, inside a translation unit compiled for one
+ * instruction set.  Each chunk function walks its range in tiles of at most
+ * BF_TILE elements that never cross a row (so broadcast side arrays are either
+ * a contiguous run or one value per tile), computes the tile with a
+ * `#pragma omp simd` loop over inline element functions, and adds the tile's
+ * losses into 16 double lanes in a fixed order.
+ *
+ * Formulas (one per quantity, shared by loss and gradient):
+ *   e = exp(-|x|),  L = log1p(e)
+ *   softplus(x)  = max(x, 0)  + L,   softplus(-x) = max(-x, 0) + L
+ *   sigmoid(x)   = (x >= 0 ? 1 : e) / (1 + e)
+ *   BCE-logits   = c0 softplus(x) + c1 softplus(-x),  c0 = w (1 - y), c1 = w pw y
+ *                  (both terms non-negative for y in [0, 1]: no cancellation,
+ *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
+ *                  when its softplus is inf)
+ *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x)
+ *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log1p(-p), -100)),
+ *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps)
+ */
+
+#define BF_SIDE BF_FN(side)
+#define BF_LANES_ADD BF_FN(lanes_add)
+
+/* Pointer to the tile [c, c+m) of row r of a side array; a broadcast value is
+ * replicated into buf. */
+static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si,
+                               int64_t r, int64_t c, int64_t m, T *buf)
+{
+    const T *s = (const T *)base;
+    if (s != NULL && si != 0)
+        return s + r * so + c;
+    T v = s != NULL ? s[r * so] : (T)1;
+    for (int64_t j = 0; j < m; j++)
+        buf[j] = v;
+    return buf;
+}
+
+/* acc[j] += v[16 i + j]: a fixed summation order whatever the vector width. */
+static inline void BF_LANES_ADD(double *acc, const T *v, int64_t m)
+{
+    int64_t i = 0;
+    for (; i + BF_LANES <= m; i += BF_LANES)
+        for (int j = 0; j < BF_LANES; j++)
+            acc[j] += (double)v[i + j];
+    for (int j = 0; i + j < m; j++)
+        acc[j] += (double)v[i + j];
+}
+
+/* Length of the tile starting at flat offset off: up to the end of its row,
+ * the end of the chunk, or BF_TILE. */
+static inline int64_t BF_FN(tile_len)(const bf_elementwise *p, int64_t off, int64_t hi)
+{
+    int64_t m = p->row - off % p->row;
+    m = m < hi - off ? m : hi - off;
+    return m < BF_TILE ? m : BF_TILE;
+}
+
+/* ---------------------------------------------------------------- sigmoid */
+
+static inline T BF_FN(sigmoid_elem)(T x)
+{
+    T a = x < 0 ? -x : x;
+    T e = bf_exp(-a);
+    return (x >= 0 ? (T)1 : e) / ((T)1 + e);
+}
+
+/* log_sigmoid(x) = -softplus(-x) */
+static inline T BF_FN(log_sigmoid_elem)(T x)
+{
+    T a = x < 0 ? -x : x;
+    T l = bf_log1p(bf_exp(-a));
+    return -((x < 0 ? -x : (T)0) + l);
+}
+
+static int BF_FN(sigmoid_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_elementwise *p = (const bf_elementwise *)prob;
+    const T *x = (const T *)p->x;
+    T *out = (T *)p->out;
+    (void)partial;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++)
+        out[i] = BF_FN(sigmoid_elem)(x[i]);
+    return BF_OK;
+}
+
+static int BF_FN(log_sigmoid_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_elementwise *p = (const bf_elementwise *)prob;
+    const T *x = (const T *)p->x;
+    T *out = (T *)p->out;
+    (void)partial;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++)
+        out[i] = BF_FN(log_sigmoid_elem)(x[i]);
+    return BF_OK;
+}
+
+/* ------------------------------------------------------- BCE with logits */
+
+static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs,
+                                          T *loss, T *grad, T *hess)
+{
+    T a = x < 0 ? -x : x;
+    T e = bf_exp(-a);
+    T l = bf_log1p(e);
+    T sp_pos = (x > 0 ? x : (T)0) + l;          /* softplus(x)  */
+    T sp_neg = (x < 0 ? -x : (T)0) + l;         /* softplus(-x) */
+    T c0 = w * ((T)1 - y);
+    T c1 = (w * pw) * y;
+    T v = (c0 == 0 ? (T)0 : c0 * sp_pos) + (c1 == 0 ? (T)0 : c1 * sp_neg);
+    *loss = x != x ? x : v;
+    T d = (T)1 + e;
+    T big = (T)1 / d, small = e / d;            /* sigmoid(|x|), sigmoid(-|x|) */
+    T s_pos = x >= 0 ? big : small;             /* sigmoid(x)  */
+    T s_neg = x >= 0 ? small : big;             /* sigmoid(-x) */
+    *grad = gs * (c0 * s_pos - c1 * s_neg);
+    *hess = w * (s_pos * s_neg);
+}
+
+static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_elementwise *p = (const bf_elementwise *)prob;
+    const T *x = (const T *)p->x, *y = (const T *)p->y;
+    T *out = (T *)p->out, *grad = (T *)p->grad, *hess = (T *)p->hess;
+    const T gs = (T)p->grad_scale;
+    T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE];
+    double acc[BF_LANES] = {0};
+    int64_t m;
+    for (int64_t off = lo; off < hi; off += m) {
+        m = BF_FN(tile_len)(p, off, hi);
+        int64_t r = off / p->row, c = off % p->row;
+        const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
+        const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, r, c, m, pwbuf);
+        const T *xt = x + off, *yt = y + off;
+        T *l = out != NULL ? out + off : tmp;
+        T lv, gv, hv;
+        if (grad == NULL) {
+#pragma omp simd private(lv, gv, hv)
+            for (int64_t i = 0; i < m; i++) {
+                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
+                l[i] = lv;
+            }
+        } else if (hess == NULL) {
+            T *g = grad + off;
+#pragma omp simd private(lv, gv, hv)
+            for (int64_t i = 0; i < m; i++) {
+                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
+                l[i] = lv;
+                g[i] = gv;
+            }
+        } else {
+            T *g = grad + off, *h = hess + off;
+#pragma omp simd private(lv, gv, hv)
+            for (int64_t i = 0; i < m; i++) {
+                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
+                g[i] = gv;
+                h[i] = hv;
+            }
+        }
+        if (partial != NULL)
+            BF_LANES_ADD(acc, l, m);
+    }
+    if (partial != NULL)
+        partial[0] += bf_lanes_total(acc);
+    return BF_OK;
+}
+
+/* ---------------------------------------------------- BCE on probabilities */
+
+static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, T *loss, T *grad)
+{
+    T lp = bf_log(p);
+    T lq = bf_log1p(-p);
+    lp = lp < (T)-100 ? (T)-100 : lp;
+    lq = lq < (T)-100 ? (T)-100 : lq;
+    *loss = -w * (y * lp + ((T)1 - y) * lq);
+    T den = p * ((T)1 - p);
+    den = den < (T)1e-12 ? (T)1e-12 : den;
+    *grad = gs * (w * (p - y) / den);
+}
+
+static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_elementwise *p = (const bf_elementwise *)prob;
+    const T *x = (const T *)p->x, *y = (const T *)p->y;
+    T *out = (T *)p->out, *grad = (T *)p->grad;
+    const T gs = (T)p->grad_scale;
+    T wbuf[BF_TILE], tmp[BF_TILE];
+    double acc[BF_LANES] = {0};
+    int bad = 0;
+    int64_t m;
+    for (int64_t off = lo; off < hi; off += m) {
+        m = BF_FN(tile_len)(p, off, hi);
+        int64_t r = off / p->row, c = off % p->row;
+        const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
+        const T *xt = x + off, *yt = y + off;
+        T *l = out != NULL ? out + off : tmp;
+        T lv, gv;
+        if (grad == NULL) {
+#pragma omp simd private(lv, gv) reduction(| : bad)
+            for (int64_t i = 0; i < m; i++) {
+                T xi = xt[i];
+                bad |= !(xi >= 0 && xi <= 1);   /* read before out may overwrite it */
+                BF_FN(bce_elem)(xi, yt[i], w[i], gs, &lv, &gv);
+                l[i] = lv;
+            }
+        } else {
+            T *g = grad + off;
+#pragma omp simd private(lv, gv) reduction(| : bad)
+            for (int64_t i = 0; i < m; i++) {
+                T xi = xt[i];
+                bad |= !(xi >= 0 && xi <= 1);
+                BF_FN(bce_elem)(xi, yt[i], w[i], gs, &lv, &gv);
+                l[i] = lv;
+                g[i] = gv;
+            }
+        }
+        if (partial != NULL)
+            BF_LANES_ADD(acc, l, m);
+    }
+    if (partial != NULL)
+        partial[0] += bf_lanes_total(acc);
+    return bad ? BF_ERR_DOMAIN : BF_OK;
+}
+
+#undef BF_SIDE
+#undef BF_LANES_ADD

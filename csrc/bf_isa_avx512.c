@@ -1,0 +1,7 @@
+/* Kernels for AVX-512 F/VL/DQ/BW with 512-bit vectors (Skylake-X, Zen 4 and later). */
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
+#endif
+#define BF_ISA_TABLE bf_isa_avx512
+#define BF_ISA_NAME "avx512"
+#include "bf_isa_body.h"

@@ -1,0 +1,46 @@
+/*
+ * bf_isa_body.h -- everything compiled once per instruction set.
+ *
+ * A bf_isa_*.c file sets its `#pragma GCC target`, names its table with
+ * BF_ISA_TABLE / BF_ISA_NAME, and includes this file; the kernel bodies are
+ * then instantiated for float and double (BF_FN appends _f32 / _f64).  All
+ * functions are static: each translation unit exports only its table.
+ */
+#include "bf_kernels.h"
+#include "bf_math.h"
+
+#define BF_TILE 256     /* elements per tile: side buffers and tmp fit in L1 */
+#define BF_LANES 16     /* summation lanes: fixed, so order is ISA-independent */
+
+/* Sum of the 16 lanes as a fixed pairwise tree. */
+static inline double bf_lanes_total(const double *a)
+{
+    double s[8];
+    for (int j = 0; j < 8; j++)
+        s[j] = a[j] + a[j + 8];
+    for (int j = 0; j < 4; j++)
+        s[j] = s[j] + s[j + 4];
+    return (s[0] + s[2]) + (s[1] + s[3]);
+}
+
+#define T float
+#define BF_FN(name) name##_f32
+#include "bf_binary.h"
+#undef T
+#undef BF_FN
+
+#define T double
+#define BF_FN(name) name##_f64
+#include "bf_binary.h"
+#undef T
+#undef BF_FN
+
+#define BF_PAIR(name) { name##_f32, name##_f64 }
+
+const bf_isa_table BF_ISA_TABLE = {
+    .name = BF_ISA_NAME,
+    .sigmoid = BF_PAIR(sigmoid_chunk),
+    .log_sigmoid = BF_PAIR(log_sigmoid_chunk),
+    .bce_logits = BF_PAIR(bce_logits_chunk),
+    .bce = BF_PAIR(bce_chunk),
+};

@@ -1,0 +1,94 @@
+/*
+ * bf_kernels.h -- the C interface of bce_fast's kernels (no Python here).
+ *
+ * Layers: the bce_fast Python modules validate and allocate; bce_fast/_core.pyx releases
+ * the GIL and calls the bf_* entry points below; those split the work into
+ * fixed-size chunks (bf_runtime.c) and run each chunk through a kernel of the
+ * instruction set chosen at import (bf_isa_*.c, one body compiled three
+ * times).  Kernels take pointers and lengths, never allocate, never print, and
+ * report bad data through the returned status.
+ *
+ * Determinism: chunk boundaries depend only on the problem size, every chunk
+ * sums in a fixed order (16 double-precision lanes, independent of the vector
+ * width), and chunk partial sums are added pairwise in index order.  The
+ * result is therefore bit-identical for any thread count.
+ */
+#ifndef BF_KERNELS_H
+#define BF_KERNELS_H
+
+#include <stdint.h>
+
+/* Status codes returned by every entry point. */
+enum {
+    BF_OK = 0,
+    BF_ERR_DOMAIN = 1,          /* a probability outside [0, 1] or NaN */
+    BF_ERR_INDEX = 2,           /* a class index outside [0, C), not ignore_index */
+};
+
+enum { BF_F32 = 0, BF_F64 = 1 };
+
+/*
+ * An elementwise problem over n contiguous elements of x (and y), with up to
+ * two broadcast side arrays (weight, pos_weight).  The flat index i is seen as
+ * (r, c) = (i / row, i % row); a side array s is read at r*s_so + c*s_si with
+ * s_si in {0, 1}, which covers scalars, full arrays, trailing-dimension
+ * vectors (per class) and leading-dimension vectors (per sample) without
+ * materialising the broadcast.  A NULL side array reads as 1.
+ */
+typedef struct {
+    int64_t n, row;
+    const void *x, *y;
+    const void *w;
+    int64_t w_so, w_si;
+    const void *pw;
+    int64_t pw_so, pw_si;
+    void *out;                  /* elementwise result (loss or map) or NULL */
+    void *grad;                 /* elementwise gradient or NULL */
+    void *hess;                 /* elementwise Hessian diagonal or NULL */
+    double grad_scale;          /* multiplies grad (1/n for a mean) */
+} bf_elementwise;
+
+/* A chunk of a problem: units [lo, hi); adds its partial sums to partial[0..]. */
+typedef int (*bf_chunk_fn)(const void *problem, int64_t lo, int64_t hi, double *partial);
+
+typedef struct {
+    const char *name;
+    bf_chunk_fn sigmoid[2], log_sigmoid[2];
+    bf_chunk_fn bce_logits[2], bce[2];
+} bf_isa_table;
+
+extern const bf_isa_table bf_isa_baseline, bf_isa_avx2, bf_isa_avx512;
+
+/* ---- runtime (bf_runtime.c) ---- */
+
+/* Select the instruction set: "baseline", "avx2", "avx512" or NULL/"" for the
+ * best the CPU supports.  Returns 0, or -1 if the CPU lacks the level asked. */
+int bf_select_isa(const char *level);
+const char *bf_isa_name(void);
+/* The kernels of the selected instruction set (for a family's entry points). */
+const bf_isa_table *bf_table(void);
+int bf_isa_supported(const char *level);
+int bf_openmp_enabled(void);
+int bf_get_num_threads(void);
+void bf_set_num_threads(int n);
+
+/*
+ * Run `fn` over `units` units of `unit_cost` elements each, in chunks of a
+ * size fixed by (units, unit_cost) only, on up to bf_get_num_threads()
+ * threads (one thread for small problems).  With nsums > 0, each chunk's
+ * partial sums (nsums of them) are combined in chunk order into sums[].
+ */
+int bf_run(bf_chunk_fn fn, const void *problem, int64_t units, int64_t unit_cost,
+           int nsums, double *sums);
+
+/* ---- entry points (dtype = BF_F32 | BF_F64) ---- */
+
+int bf_sigmoid(int dtype, const bf_elementwise *p);
+int bf_log_sigmoid(int dtype, const bf_elementwise *p);
+/* Loss sum into *sum when sum != NULL, elementwise losses into p->out when set,
+ * gradient (times p->grad_scale) into p->grad when set. */
+int bf_bce_logits(int dtype, const bf_elementwise *p, double *sum);
+int bf_bce(int dtype, const bf_elementwise *p, double *sum);
+int bf_logistic_grad_hess(int dtype, const bf_elementwise *p);
+
+#endif /* BF_KERNELS_H */

@@ -1,0 +1,564 @@
+"""Forward results of sigmoid, log_sigmoid and the binary cross-entropies
+against the pure-NumPy float64 reference (bce_fast._reference), across
+dtype x reduction x size x layout, plus argument handling: broadcasting of
+weight / pos_weight, out=, dtype rules, error messages, determinism across
+threads and runs, every ISA level, threadpoolctl, and the doctests."""
+import doctest
+
+import numpy as np
+import pytest
+from conftest import (DTYPE_IDS, DTYPES, LAYOUTS, assert_close, assert_reduced_close,
+                      check_layout, with_layout)
+
+import bce_fast
+from bce_fast import _reference as ref
+
+REDUCTIONS = ["none", "mean", "sum"]
+SIZES = [0, 1, 7, 1000]
+LOSSES = ["bce", "bce_logits"]
+MAPS = ["sigmoid", "log_sigmoid"]
+
+FAST = {
+    "sigmoid": bce_fast.sigmoid,
+    "log_sigmoid": bce_fast.log_sigmoid,
+    "bce": bce_fast.binary_cross_entropy,
+    "bce_logits": bce_fast.binary_cross_entropy_with_logits,
+}
+SLOW = {
+    "sigmoid": ref.sigmoid,
+    "log_sigmoid": ref.log_sigmoid,
+    "bce": ref.binary_cross_entropy,
+    "bce_logits": ref.binary_cross_entropy_with_logits,
+}
+
+
+def make_inputs(fn, shape, dtype, rng):
+    """(input, target, weight) of `shape` and `dtype` for `fn`: logits spread
+    over both tails, probabilities including exact 0 and 1, soft and hard
+    targets, positive weights.  target/weight are None for the maps."""
+    n = int(np.prod(shape))
+    if fn in MAPS or fn == "bce_logits":
+        x = rng.normal(scale=8.0, size=n)
+    else:
+        x = rng.uniform(size=n)
+        x[rng.uniform(size=n) < 0.05] = 0.0
+        x[rng.uniform(size=n) < 0.05] = 1.0
+    x = x.astype(dtype).reshape(shape)
+    if fn in MAPS:
+        return x, None, None
+    y = rng.uniform(size=n)
+    hard = rng.uniform(size=n) < 0.5
+    y[hard] = np.round(y[hard])
+    y = y.astype(dtype).reshape(shape)
+    w = rng.uniform(0.5, 2.0, size=n).astype(dtype).reshape(shape)
+    return x, y, w
+
+
+def call(fn, x, y=None, w=None, **kw):
+    if fn in MAPS:
+        return FAST[fn](x, **kw)
+    return FAST[fn](x, y, weight=w, **kw)
+
+
+def reference(fn, x, y=None, w=None, reduction="none", **kw):
+    if fn in MAPS:
+        return SLOW[fn](x)
+    return SLOW[fn](x, y, weight=w, reduction=reduction, **kw)
+
+
+def check(fn, got, expected, dtype, reduction="none"):
+    if reduction == "none" or fn in MAPS:
+        assert isinstance(got, np.ndarray)
+        assert_close(got, expected, dtype)
+    else:
+        assert_reduced_close(got, expected, dtype)
+
+
+# ------------------------------------------------- function x dtype x size
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", MAPS)
+def test_map_matches_reference(fn, dtype, size, rng):
+    x, _, _ = make_inputs(fn, (size,), dtype, rng)
+    check(fn, call(fn, x), reference(fn, x), dtype)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", LOSSES)
+def test_loss_matches_reference(fn, dtype, reduction, size, rng):
+    x, y, w = make_inputs(fn, (size,), dtype, rng)
+    check(fn, call(fn, x, y, reduction=reduction), reference(fn, x, y, reduction=reduction),
+          dtype, reduction)
+    check(fn, call(fn, x, y, w, reduction=reduction),
+          reference(fn, x, y, w, reduction=reduction), dtype, reduction)
+
+
+@pytest.mark.parametrize("fn, dtype, reduction", [
+    ("sigmoid", np.float32, "none"),
+    ("bce_logits", np.float32, "mean"),
+    ("bce", np.float64, "sum"),
+    ("bce_logits", np.float64, "none"),
+], ids=["sigmoid-f32", "bce_logits-f32-mean", "bce-f64-sum", "bce_logits-f64-none"])
+def test_large_matches_reference(fn, dtype, reduction, rng):
+    x, y, w = make_inputs(fn, (10**6,), dtype, rng)
+    kw = {} if fn in MAPS else {"reduction": reduction}
+    check(fn, call(fn, x, y, w, **kw), reference(fn, x, y, w, **kw), dtype, reduction)
+
+
+def test_empty_reductions_follow_pytorch():
+    for fn in LOSSES:
+        for dtype in DTYPES:
+            x = np.zeros(0, dtype)
+            mean = call(fn, x, x, reduction="mean")
+            total = call(fn, x, x, reduction="sum")
+            assert mean.dtype == dtype and np.isnan(mean)
+            assert total.dtype == dtype and total == 0
+            assert call(fn, x, x, reduction="none").shape == (0,)
+    assert bce_fast.sigmoid(np.zeros((3, 0))).shape == (3, 0)
+
+
+# ----------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_layouts(fn, dtype, layout, rng):
+    """Every argument in the same non-trivial layout; 2-D so that Fortran
+    order differs from C order."""
+    x, y, w = make_inputs(fn, (7, 13), dtype, rng)
+    args = [None if a is None else with_layout(a, layout) for a in (x, y, w)]
+    for a in args:
+        if a is not None:
+            check_layout(a, layout)
+    reduction = "none"
+    got = call(fn, *args) if fn in MAPS else call(fn, *args, reduction=reduction)
+    assert got.shape == (7, 13) and got.dtype == dtype and got.dtype.isnative
+    check(fn, got, reference(fn, x, y, w), dtype)
+    if fn in LOSSES:
+        check(fn, call(fn, *args, reduction="sum"), reference(fn, x, y, w, reduction="sum"),
+              dtype, "sum")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_zero_dim(fn, dtype, rng):
+    x, y, w = make_inputs(fn, (1,), dtype, rng)
+    args = [None if a is None else with_layout(a, "0d") for a in (x, y, w)]
+    got = call(fn, *args) if fn in MAPS else call(fn, *args, reduction="none")
+    assert got.shape == ()
+    check(fn, got, reference(fn, x, y, w).reshape(()), dtype)
+    if fn in LOSSES:
+        check(fn, call(fn, *args), reference(fn, x, y, w, reduction="mean"), dtype, "mean")
+
+
+def test_mixed_layouts_and_array_likes(rng):
+    x, y, w = make_inputs("bce_logits", (6, 5), np.float64, rng)
+    got = bce_fast.binary_cross_entropy_with_logits(
+        with_layout(x, "negstride"), y.tolist(), weight=with_layout(w, "bigendian"),
+        pos_weight=[1.0, 2.0, 3.0, 4.0, 5.0], reduction="none")
+    assert_close(got, ref.binary_cross_entropy_with_logits(
+        x, y, w, np.arange(1.0, 6.0), reduction="none"), np.float64)
+    assert_close(bce_fast.sigmoid([-1.0, 0.0, 2.5]), ref.sigmoid([-1.0, 0.0, 2.5]), np.float64)
+    s = bce_fast.sigmoid(0.5)
+    assert s.shape == () and s.dtype == np.float64
+    assert_close(s, ref.sigmoid(0.5), np.float64)
+
+
+# ------------------------------------------------------ dtypes and casting
+
+
+@pytest.mark.parametrize("ydtype", [np.bool_, np.int8, np.uint8, np.int32, np.int64])
+@pytest.mark.parametrize("fn", LOSSES)
+def test_integer_and_bool_targets_are_cast(fn, ydtype, rng):
+    x, _, _ = make_inputs(fn, (50,), np.float32, rng)
+    yi = (rng.uniform(size=50) < 0.5).astype(ydtype)
+    got = call(fn, x, yi, reduction="none")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, call(fn, x, yi.astype(np.float32), reduction="none"))
+    wi = np.arange(50, dtype=np.int64) % 3
+    assert_close(call(fn, x, yi, wi, reduction="none"),
+                 reference(fn, x, yi, wi, reduction="none"), np.float32)
+
+
+@pytest.mark.parametrize("xdtype", [np.int32, np.int64, np.uint8, np.bool_])
+def test_integer_input_raises_type_error(xdtype):
+    xi = np.ones(4, dtype=xdtype)
+    y = np.ones(4)
+    for f in (bce_fast.sigmoid, bce_fast.log_sigmoid):
+        with pytest.raises(TypeError, match="expected a floating-point array"):
+            f(xi)
+    for f in (bce_fast.binary_cross_entropy, bce_fast.binary_cross_entropy_with_logits,
+              bce_fast.binary_cross_entropy_and_grad,
+              bce_fast.binary_cross_entropy_with_logits_and_grad):
+        with pytest.raises(TypeError, match=r"^input: expected a floating-point array, "
+                                            rf"got dtype {np.dtype(xdtype)}$"):
+            f(xi, y)
+    with pytest.raises(TypeError, match="raw: expected a floating-point array"):
+        bce_fast.logistic_grad_hess(xi, y)
+
+
+def test_non_numeric_target_and_weight_raise_type_error():
+    x = np.zeros(3)
+    with pytest.raises(TypeError, match="target: expected a real numeric array"):
+        bce_fast.binary_cross_entropy_with_logits(x, np.zeros(3, complex))
+    with pytest.raises(TypeError, match="weight: expected a real numeric array"):
+        bce_fast.binary_cross_entropy(x, x, weight=np.array(["a", "b", "c"]))
+    with pytest.raises(TypeError, match="pos_weight"):
+        bce_fast.binary_cross_entropy_with_logits(x, x, pos_weight=np.zeros(3, complex))
+
+
+def test_result_dtype_rules():
+    x32 = np.zeros(3, np.float32)
+    # Python floats are weak: a float32 loss stays float32.
+    assert bce_fast.binary_cross_entropy_with_logits(x32, x32, weight=0.5).dtype == np.float32
+    assert bce_fast.binary_cross_entropy_with_logits(x32, x32, pos_weight=2.0,
+                                                     reduction="none").dtype == np.float32
+    # float16 computes in float32 and returns float16.
+    x16 = np.zeros(3, np.float16)
+    assert bce_fast.binary_cross_entropy(x16 + 0.5, x16, reduction="sum").dtype == np.float16
+    assert bce_fast.sigmoid(x16).dtype == np.float16
+    # Mixed float arrays follow np.result_type.
+    assert bce_fast.binary_cross_entropy_with_logits(
+        x32, x32, weight=np.ones(3), reduction="none").dtype == np.float64
+
+
+# ------------------------------------------------ weight and pos_weight
+
+
+WEIGHT_SHAPES = [
+    ((5, 4), ()),
+    ((5, 4), (4,)),
+    ((5, 4), (1, 4)),
+    ((5, 4), (5, 1)),
+    ((5, 4), (5, 4)),
+    ((3, 4, 6), (6,)),
+    ((3, 4, 6), (4, 1)),
+    ((3, 4, 6), (1, 4, 1)),
+    ((3, 4, 6), (3, 1, 6)),    # not one affine run per row: materialised
+    ((3, 4, 6), (3, 4, 1)),
+    ((3, 4, 6), (3, 4, 6)),
+    ((300, 7), (7,)),          # rows longer than one tile in total
+    ((2, 700), (2, 1)),        # a row longer than one 256-element tile
+]
+
+
+@pytest.mark.parametrize("shape, wshape", WEIGHT_SHAPES,
+                         ids=[f"{s}-w{w}".replace(" ", "") for s, w in WEIGHT_SHAPES])
+@pytest.mark.parametrize("fn", LOSSES)
+def test_weight_broadcasting(fn, shape, wshape, rng):
+    x, y, _ = make_inputs(fn, shape, np.float64, rng)
+    w = rng.uniform(0.5, 2.0, size=wshape)
+    for reduction in REDUCTIONS:
+        check(fn, call(fn, x, y, w, reduction=reduction),
+              reference(fn, x, y, w, reduction=reduction), np.float64, reduction)
+    # A strided weight view takes the same path as its contiguous copy.
+    if w.ndim:
+        ws = with_layout(w, "strided")
+        check(fn, call(fn, x, y, ws, reduction="none"), reference(fn, x, y, w), np.float64)
+
+
+POS_WEIGHT_CASES = [
+    ((5, 4), (4,), None),
+    ((5, 4), (4,), (5, 1)),
+    ((5, 4), (4,), (4,)),
+    ((5, 4), (5, 4), None),
+    ((5, 4), (1,), ()),
+    ((3, 4, 6), (6,), (3, 1, 6)),
+    ((3, 4, 6), (4, 1), (6,)),    # different rows: one side is materialised
+    ((3, 4, 6), (3, 4, 6), (3, 4, 1)),
+]
+
+
+@pytest.mark.parametrize("shape, pwshape, wshape", POS_WEIGHT_CASES,
+                         ids=[f"{s}-pw{p}-w{w}".replace(" ", "") for s, p, w in POS_WEIGHT_CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_pos_weight_broadcasting(shape, pwshape, wshape, dtype, rng):
+    x, y, _ = make_inputs("bce_logits", shape, dtype, rng)
+    pw = rng.uniform(0.5, 4.0, size=pwshape).astype(dtype)
+    w = None if wshape is None else rng.uniform(0.5, 2.0, size=wshape).astype(dtype)
+    for reduction in REDUCTIONS:
+        got = bce_fast.binary_cross_entropy_with_logits(x, y, w, pw, reduction=reduction)
+        check("bce_logits", got, ref.binary_cross_entropy_with_logits(
+            x, y, w, pw, reduction=reduction), dtype, reduction)
+
+
+@pytest.mark.parametrize("fn", LOSSES)
+def test_weight_may_not_enlarge_input(fn):
+    x = np.full((5, 4), 0.5)
+    for wshape in [(2, 5, 4), (3,), (5, 3), (4, 5)]:
+        with pytest.raises(ValueError, match=r"^weight: shape \(.*\) does not broadcast "
+                                             r"to the input shape \(5, 4\)$"):
+            call(fn, x, x, np.ones(wshape))
+    with pytest.raises(ValueError, match=r"^pos_weight: shape \(5,\) does not broadcast"):
+        bce_fast.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(5))
+
+
+@pytest.mark.parametrize("fn", LOSSES)
+def test_target_shape_must_match(fn):
+    x = np.full((5, 4), 0.5)
+    with pytest.raises(ValueError, match=r"^target: expected shape \(5, 4\) \(the shape "
+                                         r"of input\), got \(4,\)$"):
+        call(fn, x, np.ones(4))
+    with pytest.raises(ValueError, match="target: expected shape"):
+        call(fn, x, np.ones((4, 5)))
+
+
+# --------------------------------------------------------------------- out=
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_out_is_filled_and_returned(fn, dtype, rng):
+    x, y, w = make_inputs(fn, (4, 9), dtype, rng)
+    expected = reference(fn, x, y, w)
+    for out in (np.full((4, 9), np.nan, dtype), with_layout(np.zeros((4, 9), dtype), "strided"),
+                with_layout(np.zeros((4, 9), dtype), "fortran")):
+        kw = {"out": out} if fn in MAPS else {"out": out, "reduction": "none"}
+        got = call(fn, x, y, w, **kw)
+        assert got is out
+        assert_close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_out_in_place(fn, dtype, rng):
+    x, y, w = make_inputs(fn, (1000,), dtype, rng)
+    expected = reference(fn, x, y, w)
+    buf = x.copy()
+    kw = {"out": buf} if fn in MAPS else {"out": buf, "reduction": "none"}
+    assert call(fn, buf, y, w, **kw) is buf
+    assert_close(buf, expected, dtype)
+    if fn in LOSSES:       # in place over the target, and over a strided input
+        buf = y.copy()
+        assert call(fn, x, buf, w, out=buf, reduction="none") is buf
+        assert_close(buf, expected, dtype)
+    xs = with_layout(x, "strided")
+    kw["out"] = xs
+    assert call(fn, xs, y, w, **kw) is xs
+    assert_close(xs, expected, dtype)
+
+
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_out_partial_overlap_raises(fn):
+    buf = np.full(11, 0.5)
+    x, y = buf[:10], np.full(10, 0.5)
+    kw = {} if fn in MAPS else {"reduction": "none"}
+    with pytest.raises(ValueError, match="^out: overlaps an input"):
+        call(fn, x, y, out=buf[1:], **kw)
+    with pytest.raises(ValueError, match="^out: overlaps an input"):
+        call(fn, buf[::2][:5], y[:5], out=buf[:5], **kw)
+    np.testing.assert_array_equal(buf, 0.5)
+    if fn in LOSSES:
+        w = np.full(11, 2.0)
+        with pytest.raises(ValueError, match="^out: overlaps an input"):
+            call(fn, x, y, w[1:], out=w[:10], reduction="none")
+    # Interleaved views share a buffer but no element: allowed.
+    b2 = np.full(20, 0.5)
+    call(fn, b2[::2], y, out=b2[1::2], **kw)
+    assert_close(b2[1::2], reference(fn, b2[::2], y), np.float64)
+
+
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_out_errors(fn):
+    x = np.full((3, 4), 0.5)
+    kw = {} if fn in MAPS else {"reduction": "none"}
+    with pytest.raises(ValueError, match=r"^out: expected shape \(3, 4\), got \(4, 3\)$"):
+        call(fn, x, x, out=np.empty((4, 3)), **kw)
+    with pytest.raises(TypeError, match="^out: expected dtype float64, got float32$"):
+        call(fn, x, x, out=np.empty((3, 4), np.float32), **kw)
+    ro = np.empty((3, 4))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="^out: array is read-only$"):
+        call(fn, x, x, out=ro, **kw)
+    with pytest.raises(TypeError, match="^out: expected a numpy.ndarray, got list"):
+        call(fn, x, x, out=[[0.0] * 4] * 3, **kw)
+    if fn in LOSSES:
+        with pytest.raises(ValueError, match="^out: only used with reduction='none', got "
+                                             "reduction='mean'$"):
+            call(fn, x, x, out=np.empty((3, 4)))
+
+
+# ----------------------------------------------------- inputs not modified
+
+
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_inputs_are_not_modified(fn, rng):
+    x, y, w = make_inputs(fn, (40, 30), np.float32, rng)
+    pw = np.linspace(0.5, 2, 30, dtype=np.float32)
+    saved = [a.copy() for a in (x, y, w, pw) if a is not None]
+    if fn in MAPS:
+        call(fn, x)
+    else:
+        extra = {"pos_weight": pw} if fn == "bce_logits" else {}
+        for reduction in REDUCTIONS:
+            FAST[fn](x, y, w, reduction=reduction, **extra)
+        grad_fn = (bce_fast.binary_cross_entropy_with_logits_and_grad if fn == "bce_logits"
+                   else bce_fast.binary_cross_entropy_and_grad)
+        grad_fn(x, y, w, reduction="none", grad_output=y, **extra)
+        bce_fast.logistic_grad_hess(x.ravel(), y.ravel() > 0.5, w.ravel())
+    for a, s in zip([a for a in (x, y, w, pw) if a is not None], saved):
+        np.testing.assert_array_equal(a, s)
+
+
+# ------------------------------------------------ values and error messages
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, -1e-30, 1.0 + 2**-52, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_bce_input_outside_unit_interval_raises(bad, dtype):
+    p = np.full(5, 0.5, dtype)
+    p[3] = bad
+    if dtype == np.float32 and p[3] == 1.0:   # 1 + 2**-52 rounds to 1 in float32
+        return
+    y = np.zeros(5, dtype)
+    msg = "^all elements of input should be between 0 and 1$"
+    for reduction in REDUCTIONS:
+        with pytest.raises(ValueError, match=msg):
+            bce_fast.binary_cross_entropy(p, y, reduction=reduction)
+    with pytest.raises(ValueError, match=msg):
+        bce_fast.binary_cross_entropy_and_grad(p, y)
+    big = np.full(300_001, 0.25, dtype)      # several chunks, threaded
+    big[-7] = bad
+    with pytest.raises(ValueError, match=msg):
+        bce_fast.binary_cross_entropy(big, np.zeros_like(big), reduction="sum")
+
+
+def test_bce_accepts_the_closed_interval():
+    p = np.array([0.0, -0.0, 1.0, 0.5])
+    y = np.array([1.0, 1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(bce_fast.binary_cross_entropy(p, y, reduction="none"),
+                                  [100.0, 100.0, 100.0, np.log(2)])
+
+
+@pytest.mark.parametrize("reduction", ["avg", "MEAN", "", None, 1])
+@pytest.mark.parametrize("fn", LOSSES)
+def test_bad_reduction_message(fn, reduction):
+    x = np.full(3, 0.5)
+    with pytest.raises(ValueError, match=rf"^{reduction!r} is not a valid value for reduction"):
+        call(fn, x, x, reduction=reduction)
+
+
+def test_documented_values():
+    """The values SEMANTICS.md quotes, against the reference (not the code)."""
+    s = bce_fast.sigmoid(np.array([-100.0], np.float32))
+    assert s[0] > 0
+    assert_close(s, ref.sigmoid([-100.0]), np.float32)
+    assert bce_fast.log_sigmoid(np.array([-1e4]))[0] == -1e4
+    assert bce_fast.log_sigmoid(np.array([-1e4], np.float32))[0] == np.float32(-1e4)
+    x = np.array([20.0, -20.0, np.inf, -np.inf], np.float32)
+    y = np.array([1.0, 0.0, 1.0, 0.0], np.float32)
+    got = bce_fast.binary_cross_entropy_with_logits(x, y, reduction="none")
+    assert_close(got, ref.binary_cross_entropy_with_logits(x, y, reduction="none"), np.float32)
+    assert got[1] > 2e-9 and got[2] == 0 and got[3] == 0
+
+
+def test_nan_and_inf_propagate():
+    x = np.array([-np.inf, np.inf, np.nan])
+    np.testing.assert_array_equal(bce_fast.sigmoid(x), [0.0, 1.0, np.nan])
+    np.testing.assert_array_equal(bce_fast.log_sigmoid(x), [-np.inf, 0.0, np.nan])
+    xs = np.array([np.inf, -np.inf, np.inf, -np.inf, np.nan, 0.0, np.inf])
+    ys = np.array([0.0, 1.0, 1.0, 0.0, 1.0, np.nan, 0.5])
+    np.testing.assert_array_equal(
+        bce_fast.binary_cross_entropy_with_logits(xs, ys, reduction="none"),
+        [np.inf, np.inf, 0.0, 0.0, np.nan, np.nan, np.inf])
+    assert np.isnan(bce_fast.binary_cross_entropy_with_logits(xs, ys))
+
+
+# -------------------------------------------------------------- modules
+
+
+def test_loss_modules(rng):
+    x, y, w = make_inputs("bce", (6, 3), np.float64, rng)
+    m = bce_fast.BCELoss(weight=w, reduction="sum")
+    assert m(x, y) == bce_fast.binary_cross_entropy(x, y, w, reduction="sum")
+    assert repr(m).startswith("BCELoss(weight=array(")
+    assert m(x, y, reduction="none").shape == (6, 3)
+    lg, _, _ = make_inputs("bce_logits", (6, 3), np.float64, rng)
+    pw = np.array([1.0, 2.0, 3.0])
+    m = bce_fast.BCEWithLogitsLoss(pos_weight=pw)
+    assert repr(m) == f"BCEWithLogitsLoss(weight=None, reduction='mean', pos_weight={pw!r})"
+    assert_reduced_close(m(lg, y), ref.binary_cross_entropy_with_logits(lg, y, pos_weight=pw),
+                         np.float64)
+    with pytest.raises(ValueError, match="is not a valid value for reduction"):
+        bce_fast.BCEWithLogitsLoss(reduction="avg")(lg, y)
+
+
+# --------------------------------------------- determinism, threads, ISAs
+
+
+DET_CASES = [("bce_logits", np.float32, "mean"), ("bce", np.float64, "sum"),
+             ("bce_logits", np.float64, "sum")]
+
+
+@pytest.mark.parametrize("fn, dtype, reduction", DET_CASES,
+                         ids=[f"{f}-{np.dtype(d).name}-{r}" for f, d, r in DET_CASES])
+def test_reductions_bit_identical_across_threads_and_runs(fn, dtype, reduction, rng):
+    x, y, w = make_inputs(fn, (10**6,), dtype, rng)
+    before = bce_fast.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 1, 2):
+            bce_fast.set_num_threads(n)
+            results.append(call(fn, x, y, w, reduction=reduction))
+            results.append(call(fn, x, y, w, reduction=reduction))
+    finally:
+        bce_fast.set_num_threads(before)
+    bits = {r.tobytes() for r in results}
+    assert len(bits) == 1, f"results differ: {sorted(set(map(float, results)))}"
+    assert_reduced_close(results[0], reference(fn, x, y, w, reduction=reduction), dtype)
+
+
+def test_elementwise_identical_across_threads(threads, rng):
+    x, y, w = make_inputs("bce_logits", (300_000,), np.float32, rng)
+    got = bce_fast.binary_cross_entropy_with_logits(x, y, w, reduction="none")
+    loss, grad = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y, w, reduction="sum")
+    assert_close(got, ref.binary_cross_entropy_with_logits(x, y, w, reduction="none"),
+                 np.float32)
+    assert_reduced_close(loss, ref.binary_cross_entropy_with_logits(x, y, w, reduction="sum"),
+                         np.float32)
+    assert bce_fast.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_every_isa_within_tolerance(fn, dtype, isa, rng):
+    x, y, w = make_inputs(fn, (2, 517), dtype, rng)
+    check(fn, call(fn, x, y, w) if fn in MAPS else call(fn, x, y, w, reduction="none"),
+          reference(fn, x, y, w), dtype)
+    if fn in LOSSES:
+        check(fn, call(fn, x, y, w[:, :1], reduction="mean"),
+              reference(fn, x, y, w[:, :1], reduction="mean"), dtype, "mean")
+
+
+def test_threadpoolctl_limits_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not bce_fast._core.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    before = bce_fast.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert bce_fast.get_num_threads() == 1
+    assert bce_fast.get_num_threads() == before
+
+
+def test_set_num_threads_validates():
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="^n: expected an integer >= 1"):
+            bce_fast.set_num_threads(bad)
+
+
+# ------------------------------------------------------------- doctests
+
+
+@pytest.mark.parametrize("module", ["bce_fast._binary", "bce_fast._modules", "bce_fast"])
+def test_doctests(module):
+    import importlib
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0
+    if module == "bce_fast._binary":
+        assert result.attempted >= 7

@@ -114,11 +114,17 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
     g_up = None
     if want_grad:
         check_out(grad_out, shape, rt, inputs, name="grad_out")
+        if out is not None and grad_out is not None and np.shares_memory(out, grad_out):
+            raise ValueError("grad_out: overlaps out (loss and gradient need separate arrays)")
         if grad_output is not None:
             if reduction != "none":
                 raise ValueError("grad_output: only used with reduction='none'")
             g_up = numeric_array(grad_output, "grad_output")
             check_broadcast(g_up, shape, "grad_output")
+            # Read after the kernel has written out/grad_out: keep a copy if
+            # it lives in either (e.g. grad_out=grad_output, in place).
+            if any(b is not None and np.shares_memory(g_up, b) for b in (out, grad_out)):
+                g_up = g_up.copy()
 
     xk, yk = to_kernel(x, ct), to_kernel(y, ct)
     row, wk, w_so, w_si, pwk, pw_so, pw_si = side_layout(

@@ -52,8 +52,17 @@ def assert_close(got, ref, dtype, scale=None, rtol=None):
         atol = np.maximum(atol, 6e-8)
     with np.errstate(over="ignore"):
         ref_rounded = ref.astype(dtype).astype(np.float64)
-    np.testing.assert_allclose(got.astype(np.float64), ref_rounded, rtol=rtol,
-                               atol=atol, equal_nan=True)
+    got = got.astype(np.float64)
+    same = (got == ref_rounded) | (np.isnan(got) & np.isnan(ref_rounded))
+    with np.errstate(invalid="ignore"):
+        err = np.abs(got - ref_rounded)
+        bad = ~same & ~(err <= atol + rtol * np.abs(ref_rounded))
+    if bad.any():
+        idx = np.argwhere(bad)[:5]
+        lines = [f"  at {tuple(i)}: got {got[tuple(i)]!r}, reference {ref[tuple(i)]!r}"
+                 for i in idx]
+        raise AssertionError(f"{bad.sum()} of {bad.size} elements outside rtol={rtol:g} "
+                             f"(dtype {dtype}):\n" + "\n".join(lines))
 
 
 def assert_reduced_close(got, ref, dtype):

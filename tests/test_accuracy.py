@@ -1,0 +1,267 @@
+"""Accuracy against arbitrary precision (mpmath), as SEMANTICS.md promises:
+sigmoid and log_sigmoid within 2 ULP, per-element binary losses within
+4 ULP, binary gradients within 4 ULP for hard targets and within
+4 eps max(|p|, |y|) absolute for soft targets; for x in +-[1e-8, 1e4]
+(log-spaced) and the subnormal tail, in float32 and float64, under every
+ISA level the CPU supports.  Also inf / NaN behaviour and the accuracy of
+reduced losses against an exact sum.
+
+The exact values are computed once per dtype at the inputs *as rounded to
+the dtype* and stored as double-double (hi + lo), so the error of a float64
+result is measured exactly enough in plain NumPy."""
+import functools
+import math
+
+import numpy as np
+import pytest
+
+import bce_fast
+from bce_fast import _reference as ref
+
+mp = pytest.importorskip("mpmath")
+
+ULP_BOUND = {"sigmoid": 2, "log_sigmoid": 2, "loss": 4, "grad": 4}
+DTYPES = [np.float32, np.float64]
+IDS = ["f32", "f64"]
+
+
+def logits(dtype):
+    """+-logspace(1e-8, 1e4), 150 points a side, plus 40 points where
+    sigmoid's result is subnormal (x down to the underflow of exp)."""
+    m = np.logspace(-8, 4, 150)
+    lo = -103.0 if dtype == np.float32 else -744.0
+    tail = np.linspace(lo, lo + 20, 40)
+    return np.unique(np.concatenate([-m, m, tail]).astype(dtype))
+
+
+def probabilities(dtype):
+    """p and 1 - p for p in logspace(1e-8, 1), inside [0, 1]."""
+    m = np.logspace(-8, 0, 150)
+    p = np.unique(np.concatenate([m, 1 - m]).astype(dtype))
+    return p[(p >= 0) & (p <= 1)]
+
+
+def _mp_sigmoid(x):
+    return 1 / (1 + mp.exp(-x))
+
+
+def _mp_softplus(x):
+    return mp.log1p(mp.exp(x))
+
+
+def _dd(values):
+    """mpf values as double-double (hi, lo) arrays."""
+    hi = np.array([float(v) for v in values])
+    lo = np.array([float(v - mp.mpf(h)) if np.isfinite(h) else 0.0
+                   for v, h in zip(values, hi)])
+    return hi, lo
+
+
+# Weights with inexact products (0.3 * 3.0), so the coefficient roundings count.
+W, PW = 0.3, 3.0
+
+
+@functools.lru_cache(maxsize=None)
+def exact(dtype):
+    """{quantity: (inputs..., (hi, lo))} at the dtype's grid, exact to ~1e-36."""
+    dtype = np.dtype(dtype).type
+    with mp.workprec(160):
+        x = logits(dtype)
+        xm = [mp.mpf(float(v)) for v in x]
+        sig = [_mp_sigmoid(v) for v in xm]
+        sig_neg = [_mp_sigmoid(-v) for v in xm]
+        sp = [_mp_softplus(v) for v in xm]
+        sp_neg = [_mp_softplus(-v) for v in xm]
+        w, pw = mp.mpf(float(dtype(W))), mp.mpf(float(dtype(PW)))
+        e = {
+            "sigmoid": (x, _dd(sig)),
+            "log_sigmoid": (x, _dd([-s for s in sp_neg])),
+            "bce_logits y=0": (x, 0.0, _dd(sp)),
+            "bce_logits y=1": (x, 1.0, _dd(sp_neg)),
+            "bce_logits y=0 w": (x, 0.0, _dd([w * s for s in sp])),
+            "bce_logits y=1 w pw": (x, 1.0, _dd([w * pw * s for s in sp_neg])),
+            "grad y=0": (x, 0.0, _dd(sig)),
+            "grad y=1": (x, 1.0, _dd([-s for s in sig_neg])),
+            "grad y=1 w pw": (x, 1.0, _dd([-w * pw * s for s in sig_neg])),
+            "hess": (x, _dd([a * b for a, b in zip(sig, sig_neg)])),
+        }
+        for yv in (0.25, 0.7):
+            y = mp.mpf(float(dtype(yv)))
+            e[f"bce_logits y={yv}"] = (x, yv, _dd([(1 - y) * a + y * b
+                                                   for a, b in zip(sp, sp_neg)]))
+            e[f"grad y={yv}"] = (x, yv, _dd([(1 - y) * a - y * b
+                                            for a, b in zip(sig, sig_neg)]))
+        p = probabilities(dtype)
+        pm = [mp.mpf(float(v)) for v in p]
+        clamp = mp.mpf(float(dtype(1e-12)))
+
+        def log_c(v):
+            return max(mp.log(v), -100) if v > 0 else mp.mpf(-100)
+
+        def log1m_c(v):
+            return max(mp.log1p(-v), -100) if v < 1 else mp.mpf(-100)
+
+        for yv in (0.0, 1.0, 0.3):
+            y = mp.mpf(float(dtype(yv)))
+            e[f"bce y={yv}"] = (p, yv, _dd([-(y * log_c(v) + (1 - y) * log1m_c(v))
+                                            for v in pm]))
+            # Away from PyTorch's clamp, whose constant is rounded differently
+            # by the kernel (to the dtype) and by nothing here.
+            keep = np.array([v * (1 - v) > 2 * clamp for v in pm])
+            e[f"bce grad y={yv}"] = (p[keep], yv, _dd([(v - y) / (v * (1 - v))
+                                                       for v, k in zip(pm, keep) if k]))
+    return e
+
+
+def ulp_errors(got, hi, lo, dtype):
+    """|got - exact| in ULPs of the exact value's dtype rounding."""
+    got = np.asarray(got, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs((got - hi) - lo)
+        ulp = np.spacing(np.abs(hi.astype(dtype))).astype(np.float64)
+    return err / ulp
+
+
+def assert_ulp(name, inputs, got, hi, lo, dtype, bound, isa):
+    e = ulp_errors(got, hi, lo, dtype)
+    i = int(np.argmax(e))
+    assert e[i] <= bound, (
+        f"{name} {np.dtype(dtype).name} [{isa}]: {e[i]:.2f} ULP > {bound} at input "
+        f"{inputs[i]!r}: got {np.asarray(got)[i]!r}, exact {hi[i]!r} + {lo[i]!r}")
+
+
+# ------------------------------------------------------------ ULP bounds
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_sigmoid_and_log_sigmoid_ulp(dtype, isa):
+    e = exact(dtype)
+    x, (hi, lo) = e["sigmoid"]
+    assert_ulp("sigmoid", x, bce_fast.sigmoid(x), hi, lo, dtype, ULP_BOUND["sigmoid"], isa)
+    x, (hi, lo) = e["log_sigmoid"]
+    assert_ulp("log_sigmoid", x, bce_fast.log_sigmoid(x), hi, lo, dtype,
+               ULP_BOUND["log_sigmoid"], isa)
+
+
+@pytest.mark.parametrize("case", ["y=0", "y=1", "y=0 w", "y=1 w pw", "y=0.25", "y=0.7"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_bce_with_logits_ulp(dtype, case, isa):
+    x, yv, (hi, lo) = exact(dtype)["bce_logits " + case]
+    w = np.full_like(x, W) if " w" in case else None
+    pw = np.full_like(x, PW) if "pw" in case else None
+    y = np.full_like(x, yv)
+    got = bce_fast.binary_cross_entropy_with_logits(x, y, w, pw, reduction="none")
+    assert_ulp("bce_logits " + case, x, got, hi, lo, dtype, ULP_BOUND["loss"], isa)
+    loss, _ = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y, w, pw, reduction="none")
+    np.testing.assert_array_equal(loss, got)
+
+
+@pytest.mark.parametrize("case", ["y=0", "y=1", "y=1 w pw"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_bce_with_logits_grad_ulp_hard_targets(dtype, case, isa):
+    x, yv, (hi, lo) = exact(dtype)["grad " + case]
+    w = np.full_like(x, W) if " w" in case else None
+    pw = np.full_like(x, PW) if "pw" in case else None
+    _, g = bce_fast.binary_cross_entropy_with_logits_and_grad(
+        x, np.full_like(x, yv), w, pw, reduction="none")
+    assert_ulp("bce_logits grad " + case, x, g, hi, lo, dtype, ULP_BOUND["grad"], isa)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_grad_soft_targets_absolute(dtype, isa):
+    eps = float(np.finfo(dtype).eps)
+    for yv in (0.25, 0.7):
+        x, _, (hi, lo) = exact(dtype)[f"grad y={yv}"]
+        y = np.full_like(x, yv)
+        _, g = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y, reduction="none")
+        bound = 4 * eps * np.maximum(ref.sigmoid(x), float(dtype(yv)))
+        err = np.abs((g.astype(np.float64) - hi) - lo)
+        i = int(np.argmax(err / bound))
+        assert err[i] <= bound[i], (f"grad y={yv} [{isa}] at x={x[i]!r}: error {err[i]:.3g}"
+                                    f" > {bound[i]:.3g}")
+    p, yv, (hi, lo) = exact(dtype)["bce grad y=0.3"]
+    _, g = bce_fast.binary_cross_entropy_and_grad(p, np.full_like(p, yv), reduction="none")
+    pf = p.astype(np.float64)
+    bound = 4 * eps * np.maximum(pf, 0.3) / (pf * (1 - pf))
+    err = np.abs((g.astype(np.float64) - hi) - lo)
+    i = int(np.argmax(err / bound))
+    assert err[i] <= bound[i], f"bce grad y=0.3 [{isa}] at p={p[i]!r}: {err[i]:.3g} > {bound[i]:.3g}"
+
+
+@pytest.mark.parametrize("yv", [0.0, 1.0, 0.3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_bce_probabilities_ulp(dtype, yv, isa):
+    p, _, (hi, lo) = exact(dtype)[f"bce y={yv}"]
+    got = bce_fast.binary_cross_entropy(p, np.full_like(p, yv), reduction="none")
+    assert_ulp(f"bce y={yv}", p, got, hi, lo, dtype, ULP_BOUND["loss"], isa)
+    if yv in (0.0, 1.0):
+        p, _, (hi, lo) = exact(dtype)[f"bce grad y={yv}"]
+        _, g = bce_fast.binary_cross_entropy_and_grad(p, np.full_like(p, yv), reduction="none")
+        assert_ulp(f"bce grad y={yv}", p, g, hi, lo, dtype, ULP_BOUND["grad"], isa)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_logistic_grad_hess_ulp(dtype, isa):
+    e = exact(dtype)
+    x, (hi, lo) = e["hess"]
+    g, h = bce_fast.logistic_grad_hess(x, np.zeros_like(x))
+    assert_ulp("hess", x, h, hi, lo, dtype, ULP_BOUND["grad"], isa)
+    _, _, (hi, lo) = e["grad y=1"]
+    g, h = bce_fast.logistic_grad_hess(x, np.ones_like(x))
+    assert_ulp("grad_hess grad y=1", x, g, hi, lo, dtype, ULP_BOUND["grad"], isa)
+
+
+def test_float16_within_one_ulp():
+    """float16 computes in float32 and rounds once."""
+    x = logits(np.float16)
+    x = x[np.isfinite(x)]
+    xm = [mp.mpf(float(v)) for v in x]
+    with mp.workprec(100):
+        hi, lo = _dd([_mp_sigmoid(v) for v in xm])
+        assert_ulp("sigmoid", x, bce_fast.sigmoid(x), hi, lo, np.float16, 1, "default")
+        hi, lo = _dd([-_mp_softplus(-v) for v in xm])
+        assert_ulp("log_sigmoid", x, bce_fast.log_sigmoid(x), hi, lo, np.float16, 1, "default")
+
+
+# ----------------------------------------------------------- inf and NaN
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_infinities_and_nan(dtype, isa):
+    inf, nan = np.inf, np.nan
+    x = np.array([-inf, inf, nan], dtype)
+    np.testing.assert_array_equal(bce_fast.sigmoid(x), [0.0, 1.0, nan])
+    np.testing.assert_array_equal(bce_fast.log_sigmoid(x), [-inf, 0.0, nan])
+    xs = np.array([inf, -inf, inf, -inf, nan, nan, 1.0], dtype)
+    ys = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, nan], dtype)
+    loss, grad = bce_fast.binary_cross_entropy_with_logits_and_grad(xs, ys, reduction="none")
+    np.testing.assert_array_equal(loss, [0.0, 0.0, inf, inf, nan, nan, nan])
+    np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0, nan, nan, nan])
+    assert np.isnan(bce_fast.binary_cross_entropy_with_logits(xs, ys, reduction="sum"))
+    assert bce_fast.binary_cross_entropy_with_logits(xs[:2], ys[:2], reduction="sum") == 0
+    g, h = bce_fast.logistic_grad_hess(xs[:4], ys[:4])
+    np.testing.assert_array_equal(g, [0.0, 0.0, 1.0, -1.0])
+    np.testing.assert_array_equal(h, [0.0, 0.0, 0.0, 0.0])
+
+
+# --------------------------------------------------------- reduced losses
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("kind", ["bce_logits", "bce"])
+def test_reduction_against_exact_sum(kind, dtype, isa):
+    rng = np.random.default_rng(7)
+    n = 200_003
+    if kind == "bce_logits":
+        x = (rng.normal(size=n) * 10 ** rng.uniform(-3, 2, size=n)).astype(dtype)
+        f, rf = bce_fast.binary_cross_entropy_with_logits, ref.binary_cross_entropy_with_logits
+    else:
+        x = rng.uniform(size=n).astype(dtype)
+        f, rf = bce_fast.binary_cross_entropy, ref.binary_cross_entropy
+    y = rng.uniform(size=n).astype(dtype)
+    total = math.fsum(rf(x, y, reduction="none"))
+    bound = 1e-6 if dtype == np.float32 else 1e-12
+    got_sum = f(x, y, reduction="sum")
+    got_mean = f(x, y, reduction="mean")
+    assert abs(float(got_sum) - total) <= bound * total
+    assert abs(float(got_mean) - total / n) <= bound * total / n

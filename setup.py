@@ -54,7 +54,9 @@ debug = os.environ.get("BCE_FAST_DEBUG") == "1"
 sanitize = os.environ.get("BCE_FAST_SANITIZE") == "1"
 omp_compile, omp_link = _openmp_flags()
 
-compile_args = ["-std=c11", "-fno-math-errno", "-fno-trapping-math"]
+# -std=c11 alone turns FMA contraction off; contraction is not fast-math
+# (one rounding instead of two, no reassociation) and is worth ~1.5x.
+compile_args = ["-std=c11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
 compile_args += ["-O0", "-g"] if debug else ["-O3"]
 if not omp_compile:
     compile_args.append("-fopenmp-simd")   # `#pragma omp simd` without the runtime
@@ -69,6 +71,7 @@ ext = Extension(
     sources=[
         "bce_fast/_core.pyx",
         "csrc/bf_runtime.c",
+        "csrc/bf_softmax.c",
         "csrc/bf_isa_baseline.c",
         "csrc/bf_isa_avx2.c",
         "csrc/bf_isa_avx512.c",

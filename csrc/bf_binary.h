@@ -19,8 +19,10 @@
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
  *                  when its softplus is inf)
  *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x)
- *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log1p(-p), -100)),
- *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps)
+ *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)),
+ *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps);
+ *                  a tile whose targets are all 0 or 1 takes one logarithm
+ *                  per element, of p or of 1 - p, instead of two
  */
 
 #define BF_SIDE BF_FN(side)
@@ -65,7 +67,7 @@ static inline int64_t BF_FN(tile_len)(const bf_elementwise *p, int64_t off, int6
 static inline T BF_FN(sigmoid_elem)(T x)
 {
     T a = x < 0 ? -x : x;
-    T e = bf_exp(-a);
+    T e = bf_exp_neg(-a);
     return (x >= 0 ? (T)1 : e) / ((T)1 + e);
 }
 
@@ -73,7 +75,7 @@ static inline T BF_FN(sigmoid_elem)(T x)
 static inline T BF_FN(log_sigmoid_elem)(T x)
 {
     T a = x < 0 ? -x : x;
-    T l = bf_log1p(bf_exp(-a));
+    T l = bf_log1p_unit(bf_exp_neg(-a));
     return -((x < 0 ? -x : (T)0) + l);
 }
 
@@ -107,8 +109,8 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs,
                                           T *loss, T *grad, T *hess)
 {
     T a = x < 0 ? -x : x;
-    T e = bf_exp(-a);
-    T l = bf_log1p(e);
+    T e = bf_exp_neg(-a);
+    T l = bf_log1p_unit(e);
     T sp_pos = (x > 0 ? x : (T)0) + l;          /* softplus(x)  */
     T sp_neg = (x < 0 ? -x : (T)0) + l;         /* softplus(-x) */
     T c0 = w * ((T)1 - y);
@@ -173,16 +175,54 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
 
 /* ---------------------------------------------------- BCE on probabilities */
 
-static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, T *loss, T *grad)
+/* `hard` is a constant at each call site: it promises y in {0, 1}, where the
+ * loss needs the logarithm of only one of p, 1 - p. */
+static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, T *loss, T *grad)
 {
-    T lp = bf_log(p);
-    T lq = bf_log1p(-p);
-    lp = lp < (T)-100 ? (T)-100 : lp;
-    lq = lq < (T)-100 ? (T)-100 : lq;
-    *loss = -w * (y * lp + ((T)1 - y) * lq);
+    T corr;
+    T q = bf_log1m_split(p, &corr);             /* 1 - p = q + corr * q */
+    if (hard) {
+        int pos = y != 0;
+        T lz = bf_log_unit(pos ? p : q) + (pos ? (T)0 : corr);
+        *loss = -w * (lz < (T)-100 ? (T)-100 : lz);
+    } else {
+        T lp = bf_log_unit(p);
+        T lq = bf_log_unit(q) + corr;
+        lp = lp < (T)-100 ? (T)-100 : lp;
+        lq = lq < (T)-100 ? (T)-100 : lq;
+        *loss = -w * (y * lp + ((T)1 - y) * lq);
+    }
     T den = p * ((T)1 - p);
     den = den < (T)1e-12 ? (T)1e-12 : den;
     *grad = gs * (w * (p - y) / den);
+}
+
+/* One tile; returns nonzero if a probability is outside [0, 1] or NaN (read
+ * before `l` is written, since `l` may be the input itself). */
+static inline int BF_FN(bce_tile)(const T *x, const T *y, const T *w, T gs, int hard,
+                                  T *l, T *g, int64_t m)
+{
+    int bad = 0;
+    T lv, gv;
+    if (g == NULL) {
+#pragma omp simd private(lv, gv) reduction(| : bad)
+        for (int64_t i = 0; i < m; i++) {
+            T xi = x[i];
+            bad |= !(xi >= 0 && xi <= 1);
+            BF_FN(bce_elem)(xi, y[i], w[i], gs, hard, &lv, &gv);
+            l[i] = lv;
+        }
+    } else {
+#pragma omp simd private(lv, gv) reduction(| : bad)
+        for (int64_t i = 0; i < m; i++) {
+            T xi = x[i];
+            bad |= !(xi >= 0 && xi <= 1);
+            BF_FN(bce_elem)(xi, y[i], w[i], gs, hard, &lv, &gv);
+            l[i] = lv;
+            g[i] = gv;
+        }
+    }
+    return bad;
 }
 
 static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -201,26 +241,15 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
         const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
-        T lv, gv;
-        if (grad == NULL) {
-#pragma omp simd private(lv, gv) reduction(| : bad)
-            for (int64_t i = 0; i < m; i++) {
-                T xi = xt[i];
-                bad |= !(xi >= 0 && xi <= 1);   /* read before out may overwrite it */
-                BF_FN(bce_elem)(xi, yt[i], w[i], gs, &lv, &gv);
-                l[i] = lv;
-            }
-        } else {
-            T *g = grad + off;
-#pragma omp simd private(lv, gv) reduction(| : bad)
-            for (int64_t i = 0; i < m; i++) {
-                T xi = xt[i];
-                bad |= !(xi >= 0 && xi <= 1);
-                BF_FN(bce_elem)(xi, yt[i], w[i], gs, &lv, &gv);
-                l[i] = lv;
-                g[i] = gv;
-            }
-        }
+        T *g = grad != NULL ? grad + off : NULL;
+        int hard = 1;
+#pragma omp simd reduction(& : hard)
+        for (int64_t i = 0; i < m; i++)
+            hard &= (yt[i] == 0) | (yt[i] == 1);
+        if (hard)
+            bad |= BF_FN(bce_tile)(xt, yt, w, gs, 1, l, g, m);
+        else
+            bad |= BF_FN(bce_tile)(xt, yt, w, gs, 0, l, g, m);
         if (partial != NULL)
             BF_LANES_ADD(acc, l, m);
     }

@@ -520,7 +520,9 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
         value = math.nan
     else:
         value = numerator / denominator
-    return StreamResult(rt.type(value), numerator, denominator, n_terms)
+    with np.errstate(over="ignore"):   # a float16 sum may round to inf, like in memory
+        value = rt.type(value)
+    return StreamResult(value, numerator, denominator, n_terms)
 
 
 def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,

@@ -107,11 +107,17 @@ def binary_cross_entropy_with_logits_grad(input, target, weight=None, pos_weight
     return np.broadcast_to(g, x.shape) * _grad_scale(x.shape, reduction)
 
 
+# PyTorch's clamp of p (1 - p) in the BCE gradient is the float32 value of
+# 1e-12 (9.99999996e-13) for every dtype, float64 included.
+BCE_GRAD_EPS = float(np.float32(1e-12))
+
+
 def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
-    """d(loss)/d(input) with PyTorch's clamp: w * (p - y) / max(p (1 - p), 1e-12)."""
+    """d(loss)/d(input) with PyTorch's clamp:
+    w * (p - y) / max(p (1 - p), BCE_GRAD_EPS)."""
     p, y = _f64(input), _f64(target)
     w = 1.0 if weight is None else _f64(weight)
-    g = w * (p - y) / np.maximum(p * (1.0 - p), 1e-12)
+    g = w * (p - y) / np.maximum(p * (1.0 - p), BCE_GRAD_EPS)
     return np.broadcast_to(g, p.shape) * _grad_scale(p.shape, reduction)
 
 

@@ -230,11 +230,13 @@ def test_grad_edge_values():
     loss, grad = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y, reduction="none")
     np.testing.assert_array_equal(loss, [0.0, 0.0, np.inf, np.inf, np.log(2)])
     np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0, 0.0])
-    # PyTorch's clamp: p(1-p) >= 1e-12 at the ends of [0, 1].
-    p = np.array([0.0, 1.0, 0.0, 1.0])
-    t = np.array([1.0, 0.0, 0.0, 1.0])
+    # PyTorch's clamp of p(1-p) at the ends of [0, 1], in float32 (float64:
+    # see test_parity_torch.py::test_bce_grad_clamp).
+    p = np.array([0.0, 1.0, 0.0, 1.0], np.float32)
+    t = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
     _, grad = bce_fast.binary_cross_entropy_and_grad(p, t, reduction="none")
-    np.testing.assert_array_equal(grad, [-1e12, 1e12, 0.0, 0.0])
+    eps = np.float32(1e-12)
+    np.testing.assert_array_equal(grad, [-1 / eps, 1 / eps, 0.0, 0.0])
 
 
 # --------------------------------------------------------- grad and hess

@@ -4,9 +4,12 @@ Everything about dtypes, shapes, broadcasting and output buffers is decided
 here, before any kernel runs, so kernels stay narrow (contiguous native arrays
 of one float type) and users see messages that name the argument.
 """
+import math
+
 import numpy as np
 
 REDUCTIONS = ("none", "mean", "sum")
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_reduction(reduction):
@@ -58,6 +61,10 @@ def compute_dtypes(*pairs):
     float16 computes in float32 and returns float16; wider than float64
     computes in float64."""
     floats = [_weak(o, a) for o, a in pairs if a is not None and a.dtype.kind == "f"]
+    first = floats[0].dtype
+    if first.isnative and all(getattr(f, "dtype", None) == first for f in floats) \
+            and first in _NATIVE_FLOATS:              # fast path: one native float dtype
+        return first, first
     res = np.result_type(*floats)
     if res == np.float16:
         return np.dtype(np.float32), res
@@ -133,7 +140,9 @@ def side_layout(sides, shape):
     """Common row length for the side arrays (materialising any that do not
     fit it) and their kernel arguments, flattened as
     ``row, [arr, so, si] * len(sides)`` (None entries read as 1)."""
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
+    if all(s is None for s in sides):                   # the common case, kept cheap
+        return [max(n, 1)] + [None, 0, 0] * len(sides)
     present = [Side(s, shape) if s is not None else None for s in sides]
     rows = sorted({s.row for s in present if s is not None and s.row is not None})
     row = rows[0] if rows else max(n, 1)

@@ -14,7 +14,9 @@ from ._binary import (binary_cross_entropy, binary_cross_entropy_and_grad,
                       binary_cross_entropy_with_logits,
                       binary_cross_entropy_with_logits_and_grad, log_sigmoid,
                       logistic_grad_hess, sigmoid)
-from ._modules import BCELoss, BCEWithLogitsLoss
+from ._softmax import (cross_entropy, cross_entropy_and_grad, log_softmax,
+                       nll_loss, nll_loss_and_grad, softmax, softmax_grad_hess)
+from ._modules import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,9 @@ __all__ = [
     "binary_cross_entropy_and_grad", "binary_cross_entropy_with_logits_and_grad",
     "logistic_grad_hess",
     "BCELoss", "BCEWithLogitsLoss",
+    "softmax", "log_softmax", "cross_entropy", "nll_loss",
+    "cross_entropy_and_grad", "nll_loss_and_grad", "softmax_grad_hess",
+    "CrossEntropyLoss", "NLLLoss",
     "get_num_threads", "set_num_threads", "show_config", "isa",
 ]
 

@@ -176,3 +176,6 @@ def elementwise(int kind, cnp.ndarray x, y=None,
             status = bf_logistic_grad_hess(dt, &p)
     _raise_status(status)
     return total if want_sum else None
+
+
+include "_softmax.pxi"

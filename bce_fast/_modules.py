@@ -1,5 +1,6 @@
 """Torch-style callable loss objects holding their options."""
 from ._binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from ._softmax import cross_entropy, nll_loss
 
 
 class _Loss:
@@ -37,3 +38,26 @@ class BCEWithLogitsLoss(_Loss):
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(weight=weight, reduction=reduction, pos_weight=pos_weight)
+
+
+class CrossEntropyLoss(_Loss):
+    """``CrossEntropyLoss(weight=None, ignore_index=-100, reduction='mean',
+    label_smoothing=0.0, axis=None)``: callable :func:`bce_fast.cross_entropy`
+    with fixed options, as ``torch.nn.CrossEntropyLoss``."""
+
+    _fn = staticmethod(cross_entropy)
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean",
+                 label_smoothing=0.0, axis=None):
+        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                         label_smoothing=label_smoothing, axis=axis)
+
+
+class NLLLoss(_Loss):
+    """``NLLLoss(weight=None, ignore_index=-100, reduction='mean')``: callable
+    :func:`bce_fast.nll_loss`, as ``torch.nn.NLLLoss``."""
+
+    _fn = staticmethod(nll_loss)
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)

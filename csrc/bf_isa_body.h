@@ -26,12 +26,14 @@ static inline double bf_lanes_total(const double *a)
 #define T float
 #define BF_FN(name) name##_f32
 #include "bf_binary.h"
+#include "bf_softmax.h"
 #undef T
 #undef BF_FN
 
 #define T double
 #define BF_FN(name) name##_f64
 #include "bf_binary.h"
+#include "bf_softmax.h"
 #undef T
 #undef BF_FN
 
@@ -43,4 +45,6 @@ const bf_isa_table BF_ISA_TABLE = {
     .log_sigmoid = BF_PAIR(log_sigmoid_chunk),
     .bce_logits = BF_PAIR(bce_logits_chunk),
     .bce = BF_PAIR(bce_chunk),
+    .softmax_rows = BF_PAIR(softmax_rows_chunk),
+    .softmax_inner = BF_PAIR(softmax_inner_chunk),
 };

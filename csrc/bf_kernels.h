@@ -48,6 +48,36 @@ typedef struct {
     double grad_scale;          /* multiplies grad (1/n for a mean) */
 } bf_elementwise;
 
+/*
+ * A softmax-family problem: x seen as (outer, C, inner), C-contiguous, class
+ * axis in the middle; a "position" is one (outer, inner) pair, a row of C
+ * values with stride inner.  See csrc/bf_softmax.h for the formulas.
+ */
+enum {
+    BF_SM_SOFTMAX = 0,          /* out = softmax(x) (like x) */
+    BF_SM_LOG_SOFTMAX = 1,      /* out = log_softmax(x) (like x) */
+    BF_SM_CE = 2,               /* class-index cross-entropy (+ smoothing) */
+    BF_SM_CE_PROB = 3,          /* probability-target cross-entropy */
+    BF_SM_NLL = 4,              /* NLL on log-probabilities */
+};
+
+typedef struct {
+    int kind;
+    int64_t outer, C, inner;
+    const void *x;
+    const int64_t *target;      /* class index per position (CE, NLL) */
+    const void *ptarget;        /* probabilities, like x (CE_PROB) */
+    const void *w;              /* class weights (C); required for CE, CE_PROB, NLL */
+    int64_t ignore_index;
+    double eps;                 /* label smoothing */
+    double wsum;                /* sum of w, for the smoothing term */
+    void *out;                  /* map (like x) or loss per position, or NULL */
+    void *grad;                 /* d loss / d x (like x) or NULL */
+    void *hess;                 /* softmax Hessian diagonal (like x; CE, inner == 1) or NULL */
+    const void *grad_up;        /* factor per position on grad and hess, or NULL */
+    double grad_scale;          /* factor on grad (1/denominator for a mean) */
+} bf_softmax;
+
 /* A chunk of a problem: units [lo, hi); adds its partial sums to partial[0..]. */
 typedef int (*bf_chunk_fn)(const void *problem, int64_t lo, int64_t hi, double *partial);
 
@@ -55,6 +85,7 @@ typedef struct {
     const char *name;
     bf_chunk_fn sigmoid[2], log_sigmoid[2];
     bf_chunk_fn bce_logits[2], bce[2];
+    bf_chunk_fn softmax_rows[2], softmax_inner[2];     /* bf_softmax.h */
 } bf_isa_table;
 
 extern const bf_isa_table bf_isa_baseline, bf_isa_avx2, bf_isa_avx512;
@@ -90,5 +121,8 @@ int bf_log_sigmoid(int dtype, const bf_elementwise *p);
 int bf_bce_logits(int dtype, const bf_elementwise *p, double *sum);
 int bf_bce(int dtype, const bf_elementwise *p, double *sum);
 int bf_logistic_grad_hess(int dtype, const bf_elementwise *p);
+/* Softmax family (bf_softmax.c): sums[0] = sum of losses, sums[1] = sum of
+ * w[target] over non-ignored positions, when sums != NULL. */
+int bf_softmax_run(int dtype, const bf_softmax *p, double *sums);
 
 #endif /* BF_KERNELS_H */

@@ -1,0 +1,454 @@
+"""Softmax, log-softmax, softmax cross-entropy and NLL (public API).
+
+The logits are viewed as (outer, C, inner) around the class axis, so any axis
+is handled without copying a C-contiguous input; one kernel call per function
+computes the loss, its reduction and, for the ``*_and_grad`` variants, the
+gradient (bce_fast._core.softmax_family, csrc/bf_softmax.h).
+"""
+import operator
+
+import numpy as np
+
+from . import _core
+from ._validation import (as_array, check_broadcast, check_out, check_reduction,
+                          compute_dtypes, finish_out, float_array, kernel_out,
+                          numeric_array, to_kernel)
+
+__all__ = [
+    "softmax", "log_softmax", "cross_entropy", "nll_loss",
+    "cross_entropy_and_grad", "nll_loss_and_grad", "softmax_grad_hess",
+]
+
+_NEVER = np.iinfo(np.int64).min     # ignore_index that matches no class
+
+
+def _axis(axis, ndim, name="axis"):
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {axis!r}") from None
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"{name}: {ax} is out of range for an input with {ndim} "
+                         f"dimension{'s' if ndim != 1 else ''}")
+    return ax % ndim
+
+
+def _layout(shape, ax):
+    """(outer, C, inner) of `shape` around axis `ax`."""
+    outer = int(np.prod(shape[:ax], dtype=np.int64))
+    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    return outer, int(shape[ax]), inner
+
+
+def _pick_axis(axis, dim, default):
+    if dim is not None:
+        if axis is not None and axis != default and axis != dim:
+            raise TypeError(f"axis and dim are aliases; got axis={axis!r} and dim={dim!r}")
+        return dim
+    return default if axis is None else axis
+
+
+# ------------------------------------------------------------------- maps
+
+def _map(kind, x, axis, out):
+    arr = float_array(x, "x")
+    ct, rt = compute_dtypes((x, arr))
+    check_out(out, arr.shape, rt, [arr])
+    ax = _axis(axis, max(arr.ndim, 1))
+    outer, C, inner = _layout(arr.shape, ax) if arr.ndim else (1, 1, 1)
+    xk = to_kernel(arr, ct)
+    buf = kernel_out(out, arr.shape, ct)
+    if arr.size:
+        _core.softmax_family(kind, xk, outer, C, inner, out=buf)
+    return finish_out(buf, out, rt)
+
+
+def softmax(x, axis=-1, out=None, *, dim=None):
+    """Softmax along `axis`: ``exp(x - m) / sum(exp(x - m))``, m the max.
+
+    Computed as ``exp(x_c - m) / (1 + s)`` with ``s`` the sum of
+    ``exp(x - m)`` over all entries but one occurrence of the max, in one
+    kernel call (no temporaries); any axis, without copying a C-contiguous
+    input.  A row containing ``+inf`` or only ``-inf`` gives NaN (PyTorch).
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+    axis : int, default -1
+        The class axis.  ``dim=`` is accepted as an alias (PyTorch's name).
+    out : ndarray, optional
+        Output of ``x``'s shape and result dtype; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray of ``x``'s shape and dtype.
+
+    See Also
+    --------
+    torch.softmax, scipy.special.softmax
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> bce_fast.softmax(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
+    array([[0.09003057, 0.24472847, 0.66524096],
+           [0.33333333, 0.33333333, 0.33333333]])
+    """
+    return _map(_core.SM_SOFTMAX, x, _pick_axis(axis, dim, -1), out)
+
+
+def log_softmax(x, axis=-1, out=None, *, dim=None):
+    """Log-softmax along `axis`, accurate for confident rows.
+
+    ``log_softmax(x)_c = (x_c - m) - log1p(s)`` with m the max and ``s`` the
+    sum of ``exp(x - m)`` over all entries but one occurrence of the max, so
+    the largest entry of a confident row keeps its small true value:
+    ``log_softmax([20, 0, 0])[0]`` is -4.12e-9 in float32 (PyTorch: 0).
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+    axis : int, default -1
+        The class axis; ``dim=`` is an alias.
+    out : ndarray, optional
+        Output of ``x``'s shape and result dtype; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray of ``x``'s shape and dtype.
+
+    See Also
+    --------
+    torch.nn.functional.log_softmax, scipy.special.log_softmax
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> bce_fast.log_softmax(np.array([20.0, 0.0, 0.0], dtype=np.float32))
+    array([-4.1223074e-09, -2.0000000e+01, -2.0000000e+01], dtype=float32)
+    """
+    return _map(_core.SM_LOG_SOFTMAX, x, _pick_axis(axis, dim, -1), out)
+
+
+# ----------------------------------------------------------------- losses
+
+def _bad_target(t, C, ignore_index):
+    """IndexError naming the first class index outside [0, C)."""
+    flat = t.ravel()
+    with np.errstate(invalid="ignore"):
+        bad = flat[(flat != ignore_index) & ((flat < 0) | (flat >= C))]
+    value = bad[0] if bad.size else "?"
+    return IndexError(f"Target {value} is out of bounds.")
+
+
+def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
+          out, nll, want_grad=False, grad_out=None, grad_output=None):
+    """Shared body of cross_entropy, nll_loss and their ``_and_grad``."""
+    check_reduction(reduction)
+    x = float_array(input, "input")
+    if x.ndim == 0:
+        raise ValueError("input: expected at least 1 dimension (the classes), got a 0-d array")
+    ax = _axis((1 if x.ndim > 1 else 0) if axis is None else axis, x.ndim)
+    outer, C, inner = _layout(x.shape, ax)
+    pshape = x.shape[:ax] + x.shape[ax + 1:]
+    npos = outer * inner
+    try:
+        ignore_index = operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index: expected an integer, got {ignore_index!r}") from None
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing!r}")
+
+    t = as_array(target, "target")
+    prob = t.dtype.kind == "f"
+    if prob:
+        if nll:
+            raise TypeError(f"target: expected integer class indices, got dtype {t.dtype}")
+        if t.shape != x.shape:
+            raise ValueError(f"target: probability targets must have the shape of input "
+                             f"{x.shape}, got {t.shape}")
+        if ignore_index >= 0:
+            raise ValueError(f"ignore_index: not supported with probability targets "
+                             f"(got {ignore_index})")
+    else:
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"target: expected integer class indices or float "
+                            f"probabilities, got dtype {t.dtype}")
+        if t.shape != pshape:
+            raise ValueError(f"target: expected shape {pshape} (input {x.shape} without "
+                             f"class axis {ax}), got {t.shape}")
+    w = None
+    if weight is not None:
+        w = numeric_array(weight, "weight")
+        if w.shape != (C,):
+            raise ValueError(f"weight: expected shape ({C},) (one per class), got {w.shape}")
+    ct, rt = compute_dtypes((input, x), (weight, w), *([(target, t)] if prob else []))
+
+    inputs = [x, t, w]
+    if reduction == "none":
+        check_out(out, pshape, rt, inputs)
+    elif out is not None:
+        raise ValueError(f"out: only used with reduction='none', got reduction={reduction!r}")
+    g_up = None
+    if want_grad:
+        check_out(grad_out, x.shape, rt, inputs, name="grad_out")
+        if grad_out is not None and out is not None and np.shares_memory(grad_out, out):
+            raise ValueError("grad_out: overlaps out")
+        if grad_output is not None:
+            if reduction != "none":
+                raise ValueError("grad_output: only used with reduction='none'")
+            g_up = numeric_array(grad_output, "grad_output")
+            check_broadcast(g_up, pshape, "grad_output", what="loss")
+            g_up = np.ascontiguousarray(np.broadcast_to(g_up, pshape), dtype=ct)
+
+    xk = to_kernel(x, ct)
+    wk = np.ones(C, dtype=ct) if w is None else to_kernel(w, ct)
+    wsum = float(np.sum(wk, dtype=np.float64)) if eps else 0.0
+    if prob:
+        kind, tk, pk = _core.SM_CE_PROB, None, to_kernel(t, ct)
+    else:
+        kind = _core.SM_NLL if nll else _core.SM_CE
+        tk, pk = np.asarray(t, dtype=np.int64, order="C"), None
+    loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
+    grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
+    if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
+        g_up = g_up.copy()
+
+    scale = 1.0
+    if want_grad and reduction == "mean":
+        if prob:
+            den = npos
+        elif w is None:
+            den = np.count_nonzero(tk != ignore_index)
+        else:
+            valid = tk[tk != ignore_index]
+            den = float(np.sum(wk[np.clip(valid, 0, max(C - 1, 0))], dtype=np.float64)) \
+                if C else 0.0
+        scale = 1.0 / den if den else 0.0
+
+    total = wtotal = 0.0
+    if npos:
+        status, total, wtotal = _core.softmax_family(
+            kind, xk, outer, C, inner, target=tk, ptarget=pk, w=wk,
+            ignore_index=ignore_index, eps=eps, wsum=wsum, out=loss_buf, grad=grad_buf,
+            grad_up=g_up, grad_scale=scale, want_sum=reduction != "none")
+        if status:
+            raise _bad_target(t, C, ignore_index)
+
+    if reduction == "none":
+        loss = finish_out(loss_buf, out, rt)
+    elif reduction == "sum":
+        loss = rt.type(total)
+    else:
+        den = npos if prob else wtotal
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = rt.type(np.float64(total) / den if den else np.nan)
+    if not want_grad:
+        return loss
+    return loss, finish_out(grad_buf, grad_out, rt)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, axis=None, out=None):
+    """Softmax cross-entropy between logits and class indices or probabilities.
+
+    With ``m`` the max of a row of logits and ``s`` the sum of ``exp(x - m)``
+    over all its entries but one occurrence of the max, the loss of class
+    index ``t`` is ``w[t] * ((m - x[t]) + log1p(s))`` -- two non-negative
+    terms, so a confidently right row gets its true small loss (PyTorch
+    float32: -0.0).  One sweep for the max and one for the sum per row; a
+    reduced loss never materialises the ``N x C`` log-probabilities.
+
+    Parameters
+    ----------
+    input : array_like of float
+        Logits of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : array_like
+        Class indices of any integer dtype with the shape of `input` without
+        the class axis (PyTorch accepts only int64/uint8), or float
+        probabilities of `input`'s shape.
+    weight : array_like, shape (C,), optional
+        Class weights.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute 0 and do not count in the
+        mean.  Must be negative with probability targets.
+    reduction : {'mean', 'sum', 'none'}
+        ``'mean'`` is ``sum(w[t] * l) / sum(w[t])`` over non-ignored
+        positions for class indices (NaN when all are ignored), and
+        ``sum(l) / rows`` for probability targets (PyTorch's rules).
+    label_smoothing : float in [0, 1]
+        PyTorch's formula: ``(1 - eps) * nll + eps / C * sum_c(-w_c log p_c)``
+        for class indices, targets ``(1 - eps) * t + eps / C`` for probabilities.
+    axis : int, optional
+        The class axis (default 1, or 0 for 1-D input).  Beyond PyTorch: e.g.
+        ``axis=-1`` for ``(N, L, C)`` logits, with no copy of the logits.
+    out : ndarray, optional
+        Output for ``reduction='none'`` (shape of `input` without the class axis).
+
+    Returns
+    -------
+    NumPy scalar, or ndarray for ``reduction='none'``.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not `ignore_index`.
+
+    See Also
+    --------
+    torch.nn.functional.cross_entropy
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> x = np.array([[20.0, 0.0, 0.0], [0.0, 1.0, 2.0]], dtype=np.float32)
+    >>> bce_fast.cross_entropy(x, np.array([0, 2]), reduction="none")
+    array([4.1223074e-09, 4.0760595e-01], dtype=float32)
+    >>> bce_fast.cross_entropy(x, np.array([0, -100]))
+    np.float32(4.1223074e-09)
+    """
+    return _loss(input, target, weight, ignore_index, reduction, label_smoothing,
+                 axis, out, nll=False)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", out=None):
+    """Negative log-likelihood loss on log-probabilities: ``-w[t] * input[t]``.
+
+    Same shapes, target, weight, ignore_index and reduction rules as
+    :func:`cross_entropy` with class indices (class axis 1, or 0 for 1-D).
+
+    See Also
+    --------
+    torch.nn.functional.nll_loss
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]]))
+    >>> bce_fast.nll_loss(logp, np.array([0, 2]), reduction="none")
+    array([0.69314718, 0.35667494])
+    """
+    return _loss(input, target, weight, ignore_index, reduction, 0.0, None, out, nll=True)
+
+
+def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100,
+                           reduction="mean", label_smoothing=0.0, axis=None, out=None,
+                           grad_out=None, grad_output=None):
+    """Loss and gradient of :func:`cross_entropy` in one pass.
+
+    The gradient with respect to the logits is, per row,
+    ``(1 - eps) w[t] (softmax(x) - onehot(t)) + eps / C (W softmax(x) - w)``
+    (``W = sum(w)``) for class indices and ``sum(w t') softmax(x) - w t'``
+    for probabilities, divided by the mean's denominator for
+    ``reduction='mean'``; ignored positions get 0.  ``1 - softmax(x)[t]`` is
+    computed without cancellation.  For ``reduction='none'`` it is the
+    gradient of ``sum(loss)``, or of ``sum(grad_output * loss)`` when an
+    upstream `grad_output` (broadcast to the loss shape) is given.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing, axis, out
+        As for :func:`cross_entropy`.
+    grad_out : ndarray, optional
+        Preallocated gradient of `input`'s shape and result dtype; may be `input`.
+    grad_output : array_like, optional
+        Upstream gradient (``reduction='none'`` only).
+
+    Returns
+    -------
+    (loss, grad)
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> x = np.array([[0.0, 0.0], [0.0, np.log(3.0)]])
+    >>> loss, grad = bce_fast.cross_entropy_and_grad(x, np.array([0, 1]))
+    >>> grad
+    array([[-0.25 ,  0.25 ],
+           [ 0.125, -0.125]])
+    """
+    return _loss(input, target, weight, ignore_index, reduction, label_smoothing,
+                 axis, out, False, True, grad_out, grad_output)
+
+
+def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                      out=None, grad_out=None, grad_output=None):
+    """Loss and gradient of :func:`nll_loss` in one pass.
+
+    The gradient is ``-w[t]`` at each position's target class (divided by
+    ``sum(w[t])`` for ``'mean'``) and 0 elsewhere; `grad_out` and
+    `grad_output` as for :func:`cross_entropy_and_grad`.
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> logp = np.log(np.full((2, 2), 0.5))
+    >>> bce_fast.nll_loss_and_grad(logp, np.array([1, 0]))[1]
+    array([[ 0. , -0.5],
+           [-0.5,  0. ]])
+    """
+    return _loss(input, target, weight, ignore_index, reduction, 0.0, None, out,
+                 True, True, grad_out, grad_output)
+
+
+def softmax_grad_hess(raw, y, sample_weight=None):
+    """Per-sample gradient and Hessian diagonal of the half multinomial log-loss.
+
+    For ``loss = log(sum_k exp(raw_k)) - raw_y`` (scikit-learn's
+    ``HalfMultinomialLoss``)::
+
+        grad_k = sw * (p_k - [y == k]),   hess_k = sw * p_k * (1 - p_k)
+
+    with ``p = softmax(raw)`` and ``1 - p_k`` computed without cancellation;
+    the custom multiclass objective XGBoost / LightGBM expect.
+
+    Parameters
+    ----------
+    raw : array_like of float, shape (n, K)
+    y : array_like, shape (n,)
+        Class labels 0..K-1 (integers, or floats with integer values as
+        scikit-learn passes them).
+    sample_weight : array_like, shape (n,), optional
+
+    Returns
+    -------
+    (grad, hess) : ndarrays of `raw`'s shape and dtype
+
+    Examples
+    --------
+    >>> import numpy as np, bce_fast
+    >>> g, h = bce_fast.softmax_grad_hess(np.zeros((1, 2)), np.array([1]))
+    >>> g, h
+    (array([[ 0.5, -0.5]]), array([[0.25, 0.25]]))
+    """
+    x = float_array(raw, "raw")
+    if x.ndim != 2:
+        raise ValueError(f"raw: expected shape (n, K), got {x.shape}")
+    n, K = x.shape
+    t = numeric_array(y, "y")
+    if t.shape != (n,):
+        raise ValueError(f"y: expected shape ({n},) (one label per row of raw), got {t.shape}")
+    if t.dtype.kind in "fb":
+        with np.errstate(invalid="ignore"):
+            tk = t.astype(np.int64)
+            if t.dtype.kind == "f" and not np.array_equal(tk, t):
+                raise ValueError("y: expected integer class labels")
+    else:
+        tk = np.asarray(t, dtype=np.int64, order="C")
+    sw = None
+    if sample_weight is not None:
+        sw = numeric_array(sample_weight, "sample_weight")
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight: expected shape ({n},), got {sw.shape}")
+    ct, rt = compute_dtypes((raw, x), (sample_weight, sw))
+    grad = np.empty(x.shape, dtype=ct)
+    hess = np.empty(x.shape, dtype=ct)
+    if x.size:
+        status, _, _ = _core.softmax_family(
+            _core.SM_CE, to_kernel(x, ct), n, K, 1, target=np.ascontiguousarray(tk),
+            w=np.ones(K, dtype=ct), ignore_index=_NEVER, grad=grad, hess=hess,
+            grad_up=to_kernel(sw, ct))
+        if status:
+            raise _bad_target(tk, K, _NEVER)
+    return finish_out(grad, None, rt), finish_out(hess, None, rt)

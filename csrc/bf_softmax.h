@@ -1,0 +1,498 @@
+/*
+ * bf_softmax.h -- kernel bodies of the softmax family (softmax, log-softmax,
+ * softmax cross-entropy with class-index or probability targets, NLL, and
+ * their gradients), written once.
+ *
+ * Included by bf_isa_body.h with T = float / double and BF_FN(name) naming
+ * the per-type function.  The logits are seen as (outer, C, inner) without a
+ * copy (bf_softmax in bf_kernels.h); a "position" is one (outer, inner) pair.
+ * Two layouts:
+ *   rows  (inner == 1): one position at a time, vectorized over its C
+ *         contiguous classes, in tiles of BF_TILE.
+ *   inner (inner > 1):  up to BF_TILE neighbouring positions at a time,
+ *         vectorized across them, looping over the classes (stride inner).
+ *
+ * Per position, with m the max and e_c = exp(x_c - m):
+ *   s  = sum of e_c over all classes but one occurrence of m (computed as the
+ *        sum over c with x_c != m, plus (count of x_c == m) - 1, so a
+ *        confident row keeps its tiny s instead of losing it against 1);
+ *   L  = log1p(s)                              (double, once per position)
+ *   log_softmax_c = (x_c - m) - L,   softmax_c = e_c / (1 + s)
+ *   CE(t)  = (m - x_t) + L    (both terms >= 0: no cancellation)
+ *   smoothed CE = (1-eps) w_t CE(t) + eps/C (q + L W),  q = sum_c w_c (m - x_c),
+ *                 W = sum_c w_c                           (PyTorch's formula)
+ *   probability targets: t'_c = (1-eps) t_c + eps/C,
+ *                 loss = a + L b,  a = sum_c w_c t'_c (m - x_c),  b = sum_c w_c t'_c
+ *   gradients: class index  g_c = Bt (p_c - [c == t]) + E (W p_c - w_c),
+ *                           Bt = gs (1-eps) w_t, E = gs eps / C, and
+ *                           1 - p_t = ((1 - e_t) + s) / (1 + s) (no cancellation);
+ *              probabilities g_c = gs (b p_c - w_c t'_c);
+ *              Hessian diagonal (softmax_grad_hess) gs p_c (1 - p_c).
+ * A row containing +inf gives NaN everywhere (PyTorch), a row of -inf gives
+ * NaN (x - m is NaN), NaN propagates through s.
+ *
+ * Sweeps per row: max; then exp and the sums (storing e_c into the output or
+ * gradient when one is wanted); then, for maps and gradients only, a write
+ * sweep over the row, which is still in cache.  Reduced losses touch nothing
+ * of size C outside the tile buffers below.
+ *
+ * Determinism: a row's sums use a fixed order whatever the vector width
+ * (tiles of BF_TILE, 16 lanes in a tile, tile totals added in double in row
+ * order; in the inner layout each position adds its classes in order), and
+ * the losses of a chunk are added in position order in double.
+ */
+
+#define BF_SM_MAX BF_FN(sm_max)
+#define BF_SM_TSUM BF_FN(sm_tile_sum)
+#define BF_SM_ROW_SUMS BF_FN(sm_row_sums)
+
+static inline T BF_SM_MAX(const T *x, int64_t n)
+{
+    T m = -(T)__builtin_inf();
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* Sum of v[0..n), n <= BF_TILE, in a fixed order: 16 lanes of T, then a fixed
+ * tree in double. */
+static inline double BF_SM_TSUM(const T *v, int64_t n)
+{
+    T acc[BF_LANES] = {0};
+    int64_t i = 0;
+    for (; i + BF_LANES <= n; i += BF_LANES)
+        for (int j = 0; j < BF_LANES; j++)
+            acc[j] += v[i + j];
+    for (int j = 0; i + j < n; j++)
+        acc[j] += v[i + j];
+    double d[BF_LANES];
+    for (int j = 0; j < BF_LANES; j++)
+        d[j] = (double)acc[j];
+    return bf_lanes_total(d);
+}
+
+/*
+ * Sweep 2 of a contiguous row of C values with max m.  Returns s (see top);
+ * stores e_c into dst when dst != NULL.  With w != NULL and tp == NULL also
+ * *a = sum w_c (m - x_c); with both, *a = sum w_c t'_c (m - x_c) and
+ * *b = sum w_c t'_c, t'_c = tp_c keep + add.
+ */
+static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
+                             const T *tp, T keep, T add, double *a, double *b)
+{
+    T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE];
+    double s = 0.0, sa = 0.0, sb = 0.0;
+    int64_t cnt = 0;
+    for (int64_t c0 = 0; c0 < C; c0 += BF_TILE) {
+        int64_t n = C - c0 < BF_TILE ? C - c0 : BF_TILE;
+        const T *xt = x + c0;
+        T *dt = dst != NULL ? dst + c0 : junk;
+        T cnt_t = 0;                    /* exact: n <= BF_TILE */
+        if (w == NULL && dst == NULL) {
+#pragma omp simd reduction(+ : cnt_t)
+            for (int64_t i = 0; i < n; i++) {
+                T xi = xt[i];
+                T e = bf_exp(xi - m);
+                int eq = xi == m;
+                cnt_t += eq ? (T)1 : (T)0;
+                te[i] = eq ? (T)0 : e;
+            }
+        } else if (w == NULL) {
+#pragma omp simd reduction(+ : cnt_t)
+            for (int64_t i = 0; i < n; i++) {
+                T xi = xt[i];
+                T e = bf_exp(xi - m);
+                int eq = xi == m;
+                cnt_t += eq ? (T)1 : (T)0;
+                te[i] = eq ? (T)0 : e;
+                dt[i] = e;
+            }
+        } else if (tp == NULL) {
+            const T *wt = w + c0;
+#pragma omp simd reduction(+ : cnt_t)
+            for (int64_t i = 0; i < n; i++) {
+                T xi = xt[i];
+                T e = bf_exp(xi - m);
+                int eq = xi == m;
+                cnt_t += eq ? (T)1 : (T)0;
+                te[i] = eq ? (T)0 : e;
+                ta[i] = wt[i] * (m - xi);
+                dt[i] = e;
+            }
+            sa += BF_SM_TSUM(ta, n);
+        } else {
+            const T *wt = w + c0, *tt = tp + c0;
+#pragma omp simd reduction(+ : cnt_t)
+            for (int64_t i = 0; i < n; i++) {
+                T xi = xt[i];
+                T e = bf_exp(xi - m);
+                int eq = xi == m;
+                cnt_t += eq ? (T)1 : (T)0;
+                te[i] = eq ? (T)0 : e;
+                T wtp = wt[i] * (tt[i] * keep + add);
+                ta[i] = wtp * (m - xi);
+                tb[i] = wtp;
+                dt[i] = e;
+            }
+            sa += BF_SM_TSUM(ta, n);
+            sb += BF_SM_TSUM(tb, n);
+        }
+        s += BF_SM_TSUM(te, n);
+        cnt += (int64_t)cnt_t;
+    }
+    *a = sa;
+    *b = sb;
+    s += (double)(cnt - 1);
+    return m == (T)__builtin_inf() ? (double)__builtin_nan("") : s;
+}
+
+/* --------------------------------------------------- rows (inner == 1) */
+
+static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C;
+    const int kind = p->kind;
+    const T *x = (const T *)p->x, *w = (const T *)p->w, *gu = (const T *)p->grad_up;
+    T *out = (T *)p->out;
+    const double eps = p->eps, wsum = p->wsum;
+    const int smooth = eps != 0.0;
+    const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
+    double sl = 0.0, sw = 0.0, a, b;
+    int bad = 0;
+    for (int64_t r = lo; r < hi; r++) {
+        const T *xr = x + r * C;
+        T *gr = p->grad != NULL ? (T *)p->grad + r * C : NULL;
+        T *hr = p->hess != NULL ? (T *)p->hess + r * C : NULL;
+        double gs = p->grad_scale * (gu != NULL ? (double)gu[r] : 1.0);
+
+        if (kind == BF_SM_SOFTMAX || kind == BF_SM_LOG_SOFTMAX) {
+            T *orow = out + r * C;
+            T m = BF_SM_MAX(xr, C);
+            if (kind == BF_SM_SOFTMAX) {
+                double s = BF_SM_ROW_SUMS(xr, C, m, orow, NULL, NULL, 0, 0, &a, &b);
+                T rinv = (T)(1.0 / (1.0 + s));
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    orow[i] = orow[i] * rinv;
+            } else {
+                double s = BF_SM_ROW_SUMS(xr, C, m, NULL, NULL, NULL, 0, 0, &a, &b);
+                T L = (T)bf_log1p_f64(s);
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    orow[i] = (xr[i] - m) - L;
+            }
+            continue;
+        }
+
+        if (kind == BF_SM_CE_PROB) {
+            const T *tr = (const T *)p->ptarget + r * C;
+            T m = BF_SM_MAX(xr, C);
+            double s = BF_SM_ROW_SUMS(xr, C, m, gr, w, tr, keep, add, &a, &b);
+            double L = C > 0 ? bf_log1p_f64(s) : 0.0;
+            double l = a + L * b;
+            if (out != NULL)
+                out[r] = (T)l;
+            sl += l;
+            if (gr != NULL) {
+                T cp = (T)(gs * b / (1.0 + s)), G = (T)gs;
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    gr[i] = cp * gr[i] - G * (w[i] * (tr[i] * keep + add));
+            }
+            continue;
+        }
+
+        /* class-index kinds */
+        int64_t t = p->target[r];
+        int ign = t == p->ignore_index;
+        int oob = !ign && (t < 0 || t >= C);
+        if (ign || oob) {
+            bad |= oob;
+            if (out != NULL)
+                out[r] = 0;
+            for (int64_t i = 0; gr != NULL && i < C; i++)
+                gr[i] = 0;
+            for (int64_t i = 0; hr != NULL && i < C; i++)
+                hr[i] = 0;
+            continue;
+        }
+        double wt = (double)w[t];
+        sw += wt;
+        if (kind == BF_SM_NLL) {
+            double l = -wt * (double)xr[t];
+            if (out != NULL)
+                out[r] = (T)l;
+            sl += l;
+            if (gr != NULL) {
+                for (int64_t i = 0; i < C; i++)
+                    gr[i] = 0;
+                gr[t] = (T)(-gs * wt);
+            }
+            continue;
+        }
+
+        /* cross-entropy with a class index */
+        T xt = xr[t];
+        T m = BF_SM_MAX(xr, C);
+        double q = 0.0;
+        double s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b);
+        double L = bf_log1p_f64(s);
+        double nll = ((double)m - (double)xt) + L;
+        double l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (q + L * wsum)
+                          : wt * nll;
+        if (out != NULL)
+            out[r] = (T)l;
+        sl += l;
+        if (gr != NULL) {
+            double rinv = 1.0 / (1.0 + s);
+            double et = (double)gr[t];
+            double Bt = gs * (1.0 - eps) * wt, E = gs * eps / (double)C;
+            T cp = (T)((Bt + E * wsum) * rinv), cE = (T)E;
+            if (hr != NULL) {
+                T ts = (T)s, tr_ = (T)rinv, H = (T)gs;
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) {
+                    T e = gr[i];
+                    hr[i] = H * ((e * tr_) * ((((T)1 - e) + ts) * tr_));
+                    gr[i] = cp * e;
+                }
+            } else if (smooth) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    gr[i] = cp * gr[i] - cE * w[i];
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    gr[i] = cp * gr[i];
+            }
+            gr[t] = (T)(-Bt * (((1.0 - et) + s) * rinv)
+                        + (smooth ? E * (wsum * (et * rinv) - (double)w[t]) : 0.0));
+        }
+    }
+    if (partial != NULL) {
+        partial[0] += sl;
+        partial[1] += sw;
+    }
+    return bad ? BF_ERR_INDEX : BF_OK;
+}
+
+/* --------------------------------------------------- inner (inner > 1) */
+
+static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C, inner = p->inner;
+    const int kind = p->kind;
+    const T *x = (const T *)p->x, *w = (const T *)p->w, *gu = (const T *)p->grad_up;
+    const T *ptg = (const T *)p->ptarget;
+    T *out = (T *)p->out, *grad = (T *)p->grad;
+    const double eps = p->eps, wsum = p->wsum;
+    const int smooth = eps != 0.0;
+    const int is_map = kind == BF_SM_SOFTMAX || kind == BF_SM_LOG_SOFTMAX;
+    const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
+    T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
+    double s[BF_TILE], a[BF_TILE], b[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
+    int64_t cnt[BF_TILE], tv[BF_TILE];
+    double sl = 0.0, sw = 0.0;
+    int bad = 0;
+    int64_t n;
+    for (int64_t pos = lo; pos < hi; pos += n) {
+        int64_t o = pos / inner, i0 = pos % inner;
+        n = inner - i0;
+        n = n < hi - pos ? n : hi - pos;
+        n = n < BF_TILE ? n : BF_TILE;
+        const int64_t base = o * C * inner + i0;     /* element (c, i) at base + c*inner + i */
+        const T *xb = x + base;
+        T *ob = is_map ? out + base : NULL;
+        T *gb = grad != NULL ? grad + base : NULL;
+        T *eb = kind == BF_SM_SOFTMAX ? ob : gb;     /* where e_c is kept, or NULL */
+
+        for (int64_t i = 0; i < n; i++) {
+            gsv[i] = p->grad_scale * (gu != NULL ? (double)gu[pos + i] : 1.0);
+            tv[i] = -1;
+        }
+        if (kind == BF_SM_CE || kind == BF_SM_NLL) {
+            for (int64_t i = 0; i < n; i++) {
+                int64_t t = p->target[pos + i];
+                int ign = t == p->ignore_index;
+                int oob = !ign && (t < 0 || t >= C);
+                bad |= oob;
+                if (!ign && !oob) {
+                    tv[i] = t;
+                    xtv[i] = xb[t * inner + i];
+                    sw += (double)w[t];
+                }
+            }
+        }
+        if (kind == BF_SM_NLL) {
+            for (int64_t i = 0; i < n; i++) {
+                double l = tv[i] < 0 ? 0.0 : -(double)w[tv[i]] * (double)xtv[i];
+                if (out != NULL)
+                    out[pos + i] = (T)l;
+                sl += l;
+            }
+            if (gb != NULL) {
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t i = 0; i < n; i++)
+                        gb[c * inner + i] = 0;
+                for (int64_t i = 0; i < n; i++)
+                    if (tv[i] >= 0)
+                        gb[tv[i] * inner + i] = (T)(-gsv[i] * (double)w[tv[i]]);
+            }
+            continue;
+        }
+
+        /* max */
+        for (int64_t i = 0; i < n; i++)
+            m[i] = -(T)__builtin_inf();
+        for (int64_t c = 0; c < C; c++) {
+            const T *xc = xb + c * inner;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                m[i] = xc[i] > m[i] ? xc[i] : m[i];
+        }
+        /* exp and sums */
+        for (int64_t i = 0; i < n; i++) {
+            s[i] = a[i] = b[i] = 0.0;
+            cnt[i] = 0;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const T *xc = xb + c * inner;
+            T *ec = eb != NULL ? eb + c * inner : NULL;
+            if (kind == BF_SM_CE_PROB) {
+                const T *tc = ptg + base + c * inner;
+                T wc = w[c];
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_exp(xi - m[i]);
+                    int eq = xi == m[i];
+                    cnt[i] += eq;
+                    s[i] += eq ? 0.0 : (double)e;
+                    T wtp = wc * (tc[i] * keep + add);
+                    a[i] += (double)(wtp * (m[i] - xi));
+                    b[i] += (double)wtp;
+                }
+                if (ec != NULL)
+#pragma omp simd
+                    for (int64_t i = 0; i < n; i++)
+                        ec[i] = bf_exp(xc[i] - m[i]);
+            } else {
+                T wc = kind == BF_SM_CE && smooth ? w[c] : (T)0;
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_exp(xi - m[i]);
+                    int eq = xi == m[i];
+                    cnt[i] += eq;
+                    s[i] += eq ? 0.0 : (double)e;
+                    a[i] += (double)(wc * (m[i] - xi));
+                    Lv[i] = e;
+                }
+                if (ec != NULL)
+#pragma omp simd
+                    for (int64_t i = 0; i < n; i++)
+                        ec[i] = Lv[i];
+            }
+        }
+        for (int64_t i = 0; i < n; i++) {
+            s[i] += (double)(cnt[i] - 1);
+            s[i] = m[i] == (T)__builtin_inf() ? (double)__builtin_nan("") : s[i];
+        }
+
+        if (kind == BF_SM_SOFTMAX) {
+            for (int64_t i = 0; i < n; i++)
+                Lv[i] = (T)(1.0 / (1.0 + s[i]));
+            for (int64_t c = 0; c < C; c++) {
+                T *oc = ob + c * inner;
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++)
+                    oc[i] = oc[i] * Lv[i];
+            }
+            continue;
+        }
+        if (kind == BF_SM_LOG_SOFTMAX) {
+            for (int64_t i = 0; i < n; i++)
+                Lv[i] = (T)bf_log1p_f64(s[i]);
+            for (int64_t c = 0; c < C; c++) {
+                const T *xc = xb + c * inner;
+                T *oc = ob + c * inner;
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++)
+                    oc[i] = (xc[i] - m[i]) - Lv[i];
+            }
+            continue;
+        }
+
+        /* losses */
+        for (int64_t i = 0; i < n; i++) {
+            double L = C > 0 ? bf_log1p_f64(s[i]) : 0.0, l;
+            if (kind == BF_SM_CE_PROB) {
+                l = a[i] + L * b[i];
+            } else if (tv[i] < 0) {
+                l = 0.0;
+            } else {
+                double wt = (double)w[tv[i]];
+                double nll = ((double)m[i] - (double)xtv[i]) + L;
+                l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a[i] + L * wsum)
+                           : wt * nll;
+            }
+            if (out != NULL)
+                out[pos + i] = (T)l;
+            sl += l;
+        }
+        if (gb == NULL)
+            continue;
+
+        /* gradient: e_c is in gb */
+        if (kind == BF_SM_CE_PROB) {
+            for (int64_t i = 0; i < n; i++) {
+                cpv[i] = (T)(gsv[i] * b[i] / (1.0 + s[i]));
+                Gv[i] = (T)gsv[i];
+            }
+            for (int64_t c = 0; c < C; c++) {
+                const T *tc = ptg + base + c * inner;
+                T *gc = gb + c * inner;
+                T wc = w[c];
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++)
+                    gc[i] = cpv[i] * gc[i] - Gv[i] * (wc * (tc[i] * keep + add));
+            }
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            int ok = tv[i] >= 0;
+            double wt = ok ? (double)w[tv[i]] : 0.0;
+            double Bt = gsv[i] * (1.0 - eps) * wt, E = ok ? gsv[i] * eps / (double)C : 0.0;
+            cpv[i] = (T)((Bt + E * wsum) / (1.0 + s[i]));
+            cEv[i] = (T)E;
+            etv[i] = ok ? (double)gb[tv[i] * inner + i] : 0.0;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            T *gc = gb + c * inner;
+            T wc = smooth ? w[c] : (T)0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) {
+                T g = cpv[i] * gc[i] - cEv[i] * wc;
+                gc[i] = tv[i] >= 0 ? g : (T)0;
+            }
+        }
+        for (int64_t i = 0; i < n; i++) {
+            if (tv[i] < 0)
+                continue;
+            double wt = (double)w[tv[i]], rinv = 1.0 / (1.0 + s[i]);
+            double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
+            gb[tv[i] * inner + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
+                                        + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));
+        }
+    }
+    if (partial != NULL) {
+        partial[0] += sl;
+        partial[1] += sw;
+    }
+    return bad ? BF_ERR_INDEX : BF_OK;
+}
+
+#undef BF_SM_MAX
+#undef BF_SM_TSUM
+#undef BF_SM_ROW_SUMS

@@ -61,8 +61,8 @@ def compute_dtypes(*pairs):
     float16 computes in float32 and returns float16; wider than float64
     computes in float64."""
     floats = [_weak(o, a) for o, a in pairs if a is not None and a.dtype.kind == "f"]
-    first = floats[0].dtype
-    if first.isnative and all(getattr(f, "dtype", None) == first for f in floats) \
+    first = getattr(floats[0], "dtype", None)     # None for a weak Python float
+    if first is not None and first.isnative and all(getattr(f, "dtype", None) == first for f in floats) \
             and first in _NATIVE_FLOATS:              # fast path: one native float dtype
         return first, first
     res = np.result_type(*floats)

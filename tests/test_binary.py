@@ -317,7 +317,8 @@ def test_out_is_filled_and_returned(fn, dtype, rng):
     x, y, w = make_inputs(fn, (4, 9), dtype, rng)
     expected = reference(fn, x, y, w)
     for out in (np.full((4, 9), np.nan, dtype), with_layout(np.zeros((4, 9), dtype), "strided"),
-                with_layout(np.zeros((4, 9), dtype), "fortran")):
+                with_layout(np.zeros((4, 9), dtype), "fortran"),
+                with_layout(np.zeros((4, 9), dtype), "negstride")):
         kw = {"out": out} if fn in MAPS else {"out": out, "reduction": "none"}
         got = call(fn, x, y, w, **kw)
         assert got is out
@@ -522,6 +523,23 @@ def test_elementwise_identical_across_threads(threads, rng):
     assert_reduced_close(loss, ref.binary_cross_entropy_with_logits(x, y, w, reduction="sum"),
                          np.float32)
     assert bce_fast.get_num_threads() == threads
+
+
+def test_broadcast_sides_across_chunks(threads, rng):
+    """Rows of 77 straddle the 32768-element chunks of the threaded driver."""
+    x, y, _ = make_inputs("bce_logits", (3000, 77), np.float64, rng)
+    w = rng.uniform(0.5, 2.0, size=(3000, 1))
+    pw = rng.uniform(0.5, 2.0, size=77)
+    loss, grad = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y, w, pw,
+                                                                    reduction="none")
+    assert_close(loss, ref.binary_cross_entropy_with_logits(x, y, w, pw, reduction="none"),
+                 np.float64)
+    assert_close(grad, ref.binary_cross_entropy_with_logits_grad(x, y, w, pw, reduction="none"),
+                 np.float64, scale=8 * w * pw)
+    p, _, _ = make_inputs("bce", (3000, 77), np.float64, rng)
+    assert_reduced_close(bce_fast.binary_cross_entropy(p, y, w.T[0][:77], reduction="sum"),
+                         ref.binary_cross_entropy(p, y, w.T[0][:77], reduction="sum"),
+                         np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -48,6 +48,7 @@ def environment(opts):
         "openmp": bool(_core.openmp_enabled()), "threads": opts.threads,
         "budget_s": opts.budget, "quick": opts.quick,
         "load_average": list(os.getloadavg()),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
     }
 
 
@@ -59,7 +60,8 @@ def header(env):
         f"CPU: {env['cpu']}, {env['logical_cpus']} logical CPUs | ISA chosen: {env['isa']} "
         f"(supported: {', '.join(env['isa_supported'])}) | OpenMP: "
         f"{'on' if env['openmp'] else 'off'} | threads: {env['threads']} | "
-        f"load average at start: {env['load_average'][0]:.2f}",
+        f"OMP_WAIT_POLICY={env['omp_wait_policy']} | load average at start: "
+        f"{env['load_average'][0]:.2f}",
         "time: median over interleaved rounds; Gelem/s and GB/s (bytes read + written) "
         "of bce_fast; roof% = time of a NumPy sum over the bytes read / bce_fast time; "
         "peer columns: speedup = peer time / bce_fast time ('-': not available)",
@@ -72,9 +74,26 @@ def _time(seconds):
             return f"{seconds / scale:.3g} {unit}"
 
 
+def speedup(cell, name):
+    """Median over rounds of (time of `name` / bce_fast's time in that round):
+    drift of the machine's speed that hits a whole round cancels.  `name` is a
+    peer, "roof", or "best_numpy" (the faster NumPy expression each round)."""
+    s = cell["samples"]
+    names = [p for p in ("numpy", "numpy_stable") if p in s] if name == "best_numpy" else \
+        [name] if name in s else []
+    if not names:
+        return None
+    peer = np.min([s[n] for n in names], axis=0)
+    return float(np.median(peer / np.asarray(s["bce_fast"])))
+
+
 def _ratio(cell, peer):
-    t = cell["median"].get(peer)
-    return f"{t / cell['median']['bce_fast']:.1f}x" if t else "-"
+    r = speedup(cell, peer)
+    return f"{r:.1f}x" if r else "-"
+
+
+def _roof(cell):
+    return f"{100 * speedup(cell, 'roof'):.0f}%"
 
 
 def cell_row(cell):
@@ -83,7 +102,7 @@ def cell_row(cell):
     moved = cell["bytes_read"] + cell["bytes_written"]
     return [cell["function"], cell["dtype"], cell["size"], _time(t),
             f"{cell['elements'] / t / 1e9:.2f}", f"{moved / t / 1e9:.1f}",
-            f"{100 * cell['median']['roof'] / t:.0f}%"] + [_ratio(cell, p) for p in cases.PEERS]
+            _roof(cell)] + [_ratio(cell, p) for p in cases.PEERS]
 
 
 def table(cells, markdown=False):
@@ -139,15 +158,6 @@ BASELINE_ISA_RATIO = 3
 ALLOC_LIMIT = 64 * 1024       # bytes a reduced loss may allocate, whatever the size
 
 
-def _speedup(cell, peer):
-    m = cell["median"]
-    if peer == "best_numpy":
-        t = min((m[p] for p in ("numpy", "numpy_stable") if p in m), default=None)
-    else:
-        t = m.get(peer)
-    return t / m["bce_fast"] if t else None
-
-
 def _find(cells, function, dtype, size):
     """The cell at `size`, else the largest measured (the label says which)."""
     mine = [c for c in cells if c["function"] == function and c["dtype"] == dtype]
@@ -177,20 +187,20 @@ def targets(results, threads):
         if fn not in measured:
             continue
         cell, label = _find(cells, fn, dtype, size)
-        s = _speedup(cell, peer) if cell and single else None
+        s = speedup(cell, peer) if cell and single else None
         what = f"{fn} {dtype} {label}: >= {least}x {PEER_LABELS[peer]}"
         out.append(_target(issue, what + (f", measured {s:.1f}x" if s else ""),
                            None if s is None else s >= least))
     cell, label = _find(cells, "binary_cross_entropy_with_logits", "float32", "1e7")
     if cell and single:
-        roof = 100 * cell["median"]["roof"] / cell["median"]["bce_fast"]
+        roof = 100 * speedup(cell, "roof")
         out.append(_target("#5", f"binary_cross_entropy_with_logits float32 {label}: within "
                            f"2.5x of the memory roofline (roof% >= {ROOF_TARGET:.0f}), "
                            f"measured {roof:.0f}%", roof >= ROOF_TARGET))
     for fn in dict.fromkeys(c["function"] for c in cells if c["dtype"] == "float64"):
         mine = [c for c in cells if c["function"] == fn and c["dtype"] == "float64"]
         cell = max(mine, key=lambda c: c["elements"])
-        s = _speedup(cell, "best_numpy")
+        s = speedup(cell, "best_numpy")
         if s and single:
             out.append(_target("#5", f"{fn} float64 {cell['size']}: >= {FLOAT64_TARGET}x the "
                                f"faster NumPy expression, measured {s:.1f}x",
@@ -203,7 +213,7 @@ def targets(results, threads):
                            row["speedup"] >= SCALING_TARGET and row["bit_identical"]))
     for cell in results["overhead"]:
         us = cell["median"]["bce_fast"] * 1e6
-        np_s, torch_s = _speedup(cell, "best_numpy"), _speedup(cell, "torch")
+        np_s, torch_s = speedup(cell, "best_numpy"), speedup(cell, "torch")
         ok = us <= OVERHEAD_US and np_s >= OVERHEAD_RATIO and (torch_s or 0) >= OVERHEAD_RATIO
         out.append(_target("#5", f"call overhead, {cell['function']} 1000 float32: <= "
                            f"{OVERHEAD_US:g} us and >= {OVERHEAD_RATIO}x NumPy and torch, "
@@ -211,7 +221,7 @@ def targets(results, threads):
                            f"{f'{torch_s:.1f}x' if torch_s else '-'} torch", ok))
     for cell in results["isa"]:
         if cell["isa"] == "baseline":
-            s = _speedup(cell, "numpy_stable")
+            s = speedup(cell, "numpy_stable")
             out.append(_target("#5", f"ISA baseline, {cell['function']} float32 {cell['size']}:"
                                f" >= {BASELINE_ISA_RATIO}x np-stable, measured {s:.1f}x",
                                s >= BASELINE_ISA_RATIO))
@@ -244,7 +254,7 @@ def extras(results, target_list):
         for cell in results["isa"]:
             t = cell["median"]["bce_fast"]
             lines.append(f"  {cell['isa']:<9} {_time(t):>9}  {_ratio(cell, 'numpy_stable'):>6} "
-                         f"np-stable  roof {100 * cell['median']['roof'] / t:.0f}%")
+                         f"np-stable  roof {_roof(cell)}")
     if results["scaling"]:
         n = results["scaling"][0]["threads"]
         width = max(len(r["function"]) for r in results["scaling"])
@@ -274,6 +284,7 @@ def plot(path, env, cells):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     dtypes = list(dict.fromkeys(c["dtype"] for c in cells))
     fig, axes = plt.subplots(len(dtypes), 1, figsize=(12, 4.5 * len(dtypes)), squeeze=False)
@@ -288,14 +299,17 @@ def plot(path, env, cells):
         x = np.arange(len(picked))
         for offset, peer, name in ((-0.2, "best_numpy", "NumPy (faster of naive / stable)"),
                                    (0.2, "torch", "PyTorch")):
-            values = [_speedup(c, peer) or 0 for c in picked.values()]
+            values = [speedup(c, peer) or 0 for c in picked.values()]
             bars = ax.bar(x + offset, values, 0.4, label=f"vs {name}")
             ax.bar_label(bars, [f"{v:.1f}x" if v else "n/a" for v in values], fontsize=8)
         ax.axhline(1, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(x, labels, fontsize=8)
-        ax.set_ylabel("speedup = peer time / bce_fast time\n(log scale; > 1 is faster)")
-        ax.set_title(f"{dtype}")
+        ax.set_xlabel("function, size (elements, or rows x classes)")
+        ax.set_ylabel("speedup = peer time / bce_fast time\n(log scale; above 1x bce_fast is faster)")
+        ax.set_title(f"{dtype}, largest 1-D size and first row shape of each function")
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"bce_fast {env['versions']['bce_fast']} speedup, {env['cpu']}, ISA "
                  f"{env['isa']}, {env['threads']} thread(s), {env['date']}")

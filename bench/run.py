@@ -20,6 +20,11 @@ import argparse
 import gc
 import os
 import sys
+
+# Idle OpenMP threads of bce_fast and PyTorch sleep at once instead of spinning,
+# so that with --threads > 1 one library's spinning workers do not steal the
+# core the next library timed in the same round needs.  Set before any import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial

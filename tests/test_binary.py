@@ -169,6 +169,31 @@ def test_mixed_layouts_and_array_likes(rng):
     assert_close(s, ref.sigmoid(0.5), np.float64)
 
 
+def test_native_inputs_are_not_copied(rng):
+    """C-contiguous native inputs of the compute dtype are read in place and
+    a reduced loss allocates nothing of the input's size (SEMANTICS.md)."""
+    import tracemalloc
+    x, y, w = make_inputs("bce_logits", (500, 400), np.float64, rng)
+    p, _, _ = make_inputs("bce", (500, 400), np.float32, rng)
+    y32 = y.astype(np.float32)
+    pw = np.linspace(0.5, 2.0, 400)
+    calls = [
+        lambda: bce_fast.binary_cross_entropy_with_logits(x, y, w[:1], pw, reduction="sum"),
+        lambda: bce_fast.binary_cross_entropy_with_logits(x, y, reduction="mean"),
+        lambda: bce_fast.binary_cross_entropy(p, y32, reduction="mean"),
+        lambda: bce_fast.sigmoid(p, out=p),
+    ]
+    for f in calls:
+        f()
+        tracemalloc.start()
+        try:
+            f()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024, f"peak allocation {peak} bytes for a {x.nbytes}-byte input"
+
+
 # ------------------------------------------------------ dtypes and casting
 
 

@@ -27,17 +27,25 @@ IDS = ["f32", "f64"]
 
 def logits(dtype):
     """+-logspace(1e-8, 1e4), 150 points a side, plus 40 points where
-    sigmoid's result is subnormal (x down to the underflow of exp)."""
+    sigmoid's result is subnormal (x down to the underflow of exp), and the
+    extremes of the finite range (subnormal, tiny, huge, max)."""
     m = np.logspace(-8, 4, 150)
     lo = -103.0 if dtype == np.float32 else -744.0
     tail = np.linspace(lo, lo + 20, 40)
-    return np.unique(np.concatenate([-m, m, tail]).astype(dtype))
+    info = np.finfo(dtype)
+    extremes = np.array([float(info.smallest_subnormal), float(info.tiny), 1e6, 1e30,
+                         float(info.max)])
+    with np.errstate(over="ignore"):
+        return np.unique(np.concatenate([-m, m, tail, extremes, -extremes]).astype(dtype))
 
 
 def probabilities(dtype):
-    """p and 1 - p for p in logspace(1e-8, 1), inside [0, 1]."""
+    """p and 1 - p for p in logspace(1e-8, 1), inside [0, 1], plus
+    subnormal and tiny p (where PyTorch's clamp of log p at -100 acts)."""
     m = np.logspace(-8, 0, 150)
-    p = np.unique(np.concatenate([m, 1 - m]).astype(dtype))
+    info = np.finfo(dtype)
+    tiny = np.geomspace(float(info.smallest_subnormal), float(info.tiny) * 1e8, 20)
+    p = np.unique(np.concatenate([m, 1 - m, tiny]).astype(dtype))
     return p[(p >= 0) & (p <= 1)]
 
 

@@ -133,3 +133,98 @@ def logistic_grad_hess(raw, y, sample_weight=None):
 
 
 # ----------------------------------------------------------- end of binary
+
+
+# ----------------------------------------------------------------- softmax
+# softmax, log_softmax, cross_entropy, nll_loss: float64, PyTorch's formulas
+# written out with NumPy, the class axis moved last for clarity.
+
+
+def _lse_parts(z):
+    """For z = x - max along the last axis: s = sum of exp(z) over all
+    entries but the first occurrence of the max (so a confident row keeps
+    its tiny s, which ``sum(exp(z)) - 1`` would lose)."""
+    e = np.exp(z)
+    if z.size == 0:
+        return e.sum(axis=-1, keepdims=True)
+    first = np.argmax(z, axis=-1)[..., None]
+    np.put_along_axis(e, first, 0.0, axis=-1)
+    return e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x, axis=-1, out=None, *, dim=None):
+    """(x - m) - log1p(s) along `axis` (`dim` is an alias)."""
+    x = np.moveaxis(_f64(x), axis if dim is None else dim, -1)
+    z = x - x.max(axis=-1, keepdims=True, initial=-np.inf)
+    return np.moveaxis(z - np.log1p(_lse_parts(z)), -1, axis if dim is None else dim)
+
+
+def softmax(x, axis=-1, out=None, *, dim=None):
+    """exp(x - m) / (1 + s) along `axis` (`dim` is an alias)."""
+    x = np.moveaxis(_f64(x), axis if dim is None else dim, -1)
+    z = x - x.max(axis=-1, keepdims=True, initial=-np.inf)
+    return np.moveaxis(np.exp(z) / (1.0 + _lse_parts(z)), -1, axis if dim is None else dim)
+
+
+def _class_last(input, axis):
+    x = _f64(input)
+    ax = (1 if x.ndim > 1 else 0) if axis is None else axis % x.ndim
+    return np.moveaxis(x, ax, -1), ax
+
+
+def _index_loss(logp, target, weight, ignore_index, reduction, label_smoothing):
+    """PyTorch's nll_loss (+ label smoothing) on log-probabilities whose class
+    axis is last; returns the loss per position or its reduction."""
+    C = logp.shape[-1]
+    w = np.ones(C) if weight is None else _f64(weight)
+    t = np.asarray(target).astype(np.int64)
+    valid = t != ignore_index
+    if np.any(valid & ((t < 0) | (t >= C))):
+        bad = t[valid & ((t < 0) | (t >= C))][0]
+        raise IndexError(f"Target {bad} is out of bounds.")
+    tc = np.where(valid, t, 0)
+    wt = np.where(valid, w[tc], 0.0)
+    picked = np.take_along_axis(logp, tc[..., None], axis=-1)[..., 0] if C else np.zeros(t.shape)
+    nll = np.where(valid, -wt * picked, 0.0)
+    eps = float(label_smoothing)
+    loss = nll
+    if eps:
+        smooth = np.where(valid, -(logp * w).sum(axis=-1), 0.0)
+        loss = (1 - eps) * nll + eps / C * smooth
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return np.float64(loss.sum())
+    den = wt.sum()
+    return np.float64(loss.sum() / den) if den else np.float64(np.nan)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, axis=None, out=None):
+    """PyTorch's cross_entropy with class-index or probability targets; the
+    class axis is `axis` (default 1, or 0 for 1-D input)."""
+    x, ax = _class_last(input, axis)
+    logp = log_softmax(x, axis=-1) if x.shape[-1] else x
+    t = np.asarray(target)
+    if t.dtype.kind != "f":
+        return _index_loss(logp, t, weight, ignore_index, reduction, label_smoothing)
+    C = x.shape[-1]
+    w = np.ones(C) if weight is None else _f64(weight)
+    p = np.moveaxis(_f64(t), ax, -1)
+    eps = float(label_smoothing)
+    if eps:
+        p = p * (1 - eps) + eps / C
+    loss = -(w * p * logp).sum(axis=-1)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return np.float64(loss.sum())
+    return np.float64(loss.sum() / loss.size) if loss.size else np.float64(np.nan)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", out=None):
+    """PyTorch's nll_loss: -w[t] * input[t] along class axis 1 (0 for 1-D)."""
+    x, _ = _class_last(input, None)
+    return _index_loss(x, target, weight, ignore_index, reduction, 0.0)
+
+# ---------------------------------------------------------- end of softmax

@@ -1,0 +1,468 @@
+"""Forward results of softmax, log_softmax, cross_entropy and nll_loss against
+the pure-NumPy float64 reference (bce_fast._reference) and PyTorch 2.13:
+shapes (C,), (N, C), (N, C, d1..d3), C=1, N=0; target dtypes; weights,
+ignore_index, label smoothing, probability targets; axis=; reductions;
+out=; accuracy of confident rows against mpmath; error messages; memory;
+determinism across threads, runs and ISA levels."""
+import doctest
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import RED_RTOL, assert_reduced_close
+
+import bce_fast
+from bce_fast import _core
+from bce_fast import _reference as ref
+
+REDUCTIONS = ["none", "mean", "sum"]
+FLOATS = [np.float32, np.float64]
+FIDS = ["f32", "f64"]
+SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2), (6, 1), (0, 4), (3, 300)]
+SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide"]
+
+
+def logits(shape, dtype, rng, scale=4.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def index_target(x, rng, ax=None, ignore=None, dtype=np.int64):
+    ax = (1 if x.ndim > 1 else 0) if ax is None else ax
+    C = x.shape[ax]
+    pshape = x.shape[:ax] + x.shape[ax + 1:]
+    t = rng.integers(0, C, size=pshape).astype(dtype)
+    if ignore is not None and t.size > 1:
+        t.reshape(-1)[::3] = ignore
+    return t
+
+
+def prob_target(x, rng, ax=None):
+    ax = (1 if x.ndim > 1 else 0) if ax is None else ax
+    p = rng.dirichlet(np.ones(x.shape[ax]), size=x.shape[:ax] + x.shape[ax + 1:])
+    return np.moveaxis(p, -1, ax).astype(x.dtype)
+
+
+def ulp_tol(x, ax, dtype):
+    """Contract tolerance of softmax-family elements: 4 + max_j |x_j - m| ULP
+    over each row, as a relative tolerance broadcastable against the row."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    spread = np.max(x, axis=ax, keepdims=True) - np.min(x, axis=ax, keepdims=True)
+    return (4 + spread) * np.finfo(dtype).eps
+
+
+def assert_rel(got, want, rtol, atol=0.0):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    with np.errstate(invalid="ignore"):
+        ok = (np.abs(got - want) <= rtol * np.abs(want) + atol) | (got == want) \
+            | (np.isnan(got) & np.isnan(want))
+    if not ok.all():
+        i = tuple(np.argwhere(~ok)[0])
+        raise AssertionError(f"{(~ok).sum()} of {ok.size} differ; at {i}: got {got[i]!r}, "
+                             f"want {want[i]!r}")
+
+
+def assert_loss(got, want, dtype, reduction, rtol):
+    if reduction == "none":
+        assert isinstance(got, np.ndarray) and got.dtype == dtype
+        assert_rel(got, want, rtol)
+    else:
+        assert_reduced_close(got, want, dtype)
+
+
+# ------------------------------------------------------------ maps
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SIDS)
+def test_maps_match_reference_every_axis(fn, dtype, shape, rng):
+    x = logits(shape, dtype, rng)
+    for ax in range(-x.ndim, x.ndim):
+        got = getattr(bce_fast, fn)(x, axis=ax)
+        assert got.dtype == dtype and got.shape == x.shape
+        want = getattr(ref, fn)(x, axis=ax)
+        assert_rel(got, want, ulp_tol(x, ax, dtype), atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+def test_maps_match_torch(fn, dtype, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = logits((4, 5, 6), dtype, rng)
+    for ax in range(3):
+        want = getattr(F, fn)(torch.from_numpy(x), dim=ax).numpy()
+        got = getattr(bce_fast, fn)(x, dim=ax)
+        # PyTorch rounds (x - m) - lse in the compute dtype: absolute error
+        # of a few eps near 0 (where ours is accurate), so an absolute floor
+        assert_rel(got, want, 1e-5 if dtype == np.float32 else 1e-13,
+                   atol=4e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_maps_out_in_place_and_layouts(rng):
+    x = logits((8, 33), np.float32, rng)
+    want = ref.log_softmax(x, axis=0)
+    y = x.copy()
+    assert bce_fast.log_softmax(y, axis=0, out=y) is y
+    assert_rel(y, want, ulp_tol(x, 0, np.float32))
+    out = np.empty_like(x)
+    assert bce_fast.softmax(x.T, axis=1, out=out.T) is not None
+    assert_rel(out, ref.softmax(x, axis=0), ulp_tol(x, 0, np.float32), 1e-38)
+    big = x.astype(">f4")
+    assert_rel(bce_fast.log_softmax(big[:, ::2]), ref.log_softmax(x[:, ::2]),
+               ulp_tol(x[:, ::2], -1, np.float32))
+    h = bce_fast.softmax(x.astype(np.float16))
+    assert h.dtype == np.float16
+    assert_rel(h, ref.softmax(x.astype(np.float16)), 1e-3, 6e-8)
+    x0 = np.float64(3.0)
+    assert bce_fast.softmax(x0) == 1.0 and bce_fast.log_softmax([2.5]) == 0.0
+
+
+def test_maps_do_not_modify_input_and_check_out(rng):
+    x = logits((3, 4), np.float64, rng)
+    keep = x.copy()
+    bce_fast.softmax(x)
+    bce_fast.log_softmax(x, axis=0)
+    np.testing.assert_array_equal(x, keep)
+    with pytest.raises(ValueError, match=r"out: expected shape \(3, 4\)"):
+        bce_fast.softmax(x, out=np.empty((4, 3)))
+    with pytest.raises(TypeError, match="out: expected dtype float64"):
+        bce_fast.softmax(x, out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="axis: 2 is out of range"):
+        bce_fast.softmax(x, axis=2)
+    with pytest.raises(TypeError, match="x: expected a floating-point array"):
+        bce_fast.softmax(np.arange(3))
+    with pytest.raises(TypeError, match="aliases"):
+        bce_fast.softmax(x, axis=0, dim=1)
+
+
+def test_maps_special_values_follow_torch():
+    torch = pytest.importorskip("torch")
+    inf, nan = np.inf, np.nan
+    x = np.array([[inf, 0.0, 1.0], [-inf, -inf, -inf], [-inf, 0.0, 1.0],
+                  [nan, 0.0, 1.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    for fn in ("softmax", "log_softmax"):
+        want = getattr(torch, fn)(torch.from_numpy(x), 1).numpy()
+        got = getattr(bce_fast, fn)(x)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_rel(got, want, 1e-6)
+
+
+# ------------------------------------------------------- confident rows
+
+def test_confident_rows_against_mpmath():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    for dtype in FLOATS:
+        x = np.array([20.0, 0.0, 0.0], dtype=dtype)
+        exact = -mpmath.log1p(2 * mpmath.exp(-20))
+        got = bce_fast.log_softmax(x)[0]
+        assert got == dtype(float(exact))          # correctly rounded here
+        assert abs(float(got) - -4.12e-9) < 1e-11
+        ce = bce_fast.cross_entropy(x[None], np.array([0]), reduction="none")[0]
+        assert ce == dtype(float(-exact)) and ce > 0
+        p = bce_fast.softmax(x)
+        exact = float(mpmath.exp(-20) / (1 + 2 * mpmath.exp(-20)))
+        assert abs(float(p[1]) - exact) <= 4 * np.spacing(dtype(exact))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+def test_random_rows_within_contract_ulps(dtype, rng):
+    """log_softmax and per-row CE against mpmath at the given inputs, within
+    4 + max|x - m| ULP (SEMANTICS.md, Accuracy)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    x = np.concatenate([logits((6, 9), dtype, rng, 3.0), logits((6, 9), dtype, rng, 15.0)])
+    t = rng.integers(0, 9, 12)
+    ls = bce_fast.log_softmax(x)
+    ce = bce_fast.cross_entropy(x, t, reduction="none")
+    for r in range(x.shape[0]):
+        row = [mpmath.mpf(float(v)) for v in x[r]]
+        m = max(row)
+        lse = m + mpmath.log(sum(mpmath.exp(v - m) for v in row))
+        allowed = 4 + float(max(row) - min(row))
+        for c in range(9):
+            exact = float(row[c] - lse)
+            assert abs(float(ls[r, c]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
+        exact = float(lse - row[t[r]])
+        assert abs(float(ce[r]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
+
+
+# ----------------------------------------------------- cross-entropy / nll
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SIDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_matches_reference(dtype, shape, reduction, rng):
+    x = logits(shape, dtype, rng)
+    C = x.shape[1 if x.ndim > 1 else 0]
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    t = index_target(x, rng, ignore=-100)
+    tol = ulp_tol(x, 1 if x.ndim > 1 else 0, dtype)
+    tol = np.max(tol) if np.size(tol) else 0.0
+    for kw in [{}, {"weight": w}, {"weight": w, "label_smoothing": 0.3},
+               {"label_smoothing": 1.0}]:
+        got = bce_fast.cross_entropy(x, t, reduction=reduction, **kw)
+        want = ref.cross_entropy(x, t, reduction=reduction, **kw)
+        assert_loss(got, want, dtype, reduction, tol)
+    p = prob_target(x, rng)
+    for kw in [{}, {"weight": w, "label_smoothing": 0.2}]:
+        got = bce_fast.cross_entropy(x, p, reduction=reduction, **kw)
+        want = ref.cross_entropy(x, p, reduction=reduction, **kw)
+        assert_loss(got, want, dtype, reduction, tol)
+    lp = ref.log_softmax(x, axis=1 if x.ndim > 1 else 0).astype(dtype)
+    for kw in [{}, {"weight": w}]:
+        got = bce_fast.nll_loss(lp, t, reduction=reduction, **kw)
+        want = ref.nll_loss(lp, t, reduction=reduction, **kw)
+        assert_loss(got, want, dtype, reduction, 2 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2),
+                                   (6, 1), (0, 4)], ids=SIDS[:7])
+def test_cross_entropy_matches_torch(dtype, shape, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = logits(shape, dtype, rng)
+    C = x.shape[1 if x.ndim > 1 else 0]
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    t = index_target(x, rng, ignore=-100)
+    p = prob_target(x, rng)
+    xt, pt, wt = map(torch.from_numpy, (x, p, w))
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for reduction in REDUCTIONS:
+        for kw, tkw in [({}, {}), ({"weight": w}, {"weight": wt}),
+                        ({"weight": w, "label_smoothing": 0.25},
+                         {"weight": wt, "label_smoothing": 0.25}),
+                        ({"ignore_index": 0, "weight": w, "label_smoothing": 0.5},
+                         {"ignore_index": 0, "weight": wt, "label_smoothing": 0.5})]:
+            t = np.where(t == -100, kw.get("ignore_index", -100), t)
+            tt = torch.from_numpy(t)
+            got = bce_fast.cross_entropy(x, t, reduction=reduction, **kw)
+            want = F.cross_entropy(xt, tt, reduction=reduction, **tkw).numpy()
+            assert_rel(got, want, rtol, 1e-6 if dtype == np.float32 else 1e-14)
+            got = bce_fast.cross_entropy(x, p, reduction=reduction,
+                                         **{k: v for k, v in kw.items() if k != "ignore_index"})
+            want = F.cross_entropy(xt, pt, reduction=reduction,
+                                   **{k: v for k, v in tkw.items() if k != "ignore_index"}).numpy()
+            assert_rel(got, want, rtol, 1e-6 if dtype == np.float32 else 1e-14)
+            got = bce_fast.nll_loss(x, t, reduction=reduction,
+                                    **{k: v for k, v in kw.items() if k != "label_smoothing"})
+            want = F.nll_loss(xt, tt, reduction=reduction,
+                              **{k: v for k, v in tkw.items() if k != "label_smoothing"}).numpy()
+            assert_rel(got, want, rtol, 1e-30)
+
+
+@pytest.mark.parametrize("tdtype", [np.int8, np.uint8, np.int16, np.int32, np.uint32,
+                                    np.int64, np.uint64])
+def test_any_integer_target_dtype(tdtype, rng):
+    x = logits((9, 5, 3), np.float32, rng)
+    t = index_target(x, rng, dtype=np.int64)
+    want = ref.cross_entropy(x, t)
+    assert_reduced_close(bce_fast.cross_entropy(x, t.astype(tdtype)), want, np.float32)
+    assert_reduced_close(bce_fast.nll_loss(x, t.astype(tdtype), reduction="sum"),
+                         ref.nll_loss(x, t, reduction="sum"), np.float32)
+
+
+def test_ignore_index_corner_cases(rng):
+    x = logits((4, 3), np.float64, rng)
+    t = np.full(4, -100)
+    assert np.isnan(bce_fast.cross_entropy(x, t))
+    assert bce_fast.cross_entropy(x, t, reduction="sum") == 0.0
+    assert np.isnan(bce_fast.cross_entropy(x, t, label_smoothing=0.5))
+    np.testing.assert_array_equal(bce_fast.cross_entropy(x, t, reduction="none"), 0.0)
+    assert np.isnan(bce_fast.nll_loss(x, t))
+    # an ignored row may hold anything, even NaN or a non-class value
+    x[1] = np.nan
+    t = np.array([0, 7, 2, 1])
+    got = bce_fast.cross_entropy(x, t, ignore_index=7, label_smoothing=0.1)
+    assert_reduced_close(got, ref.cross_entropy(x[[0, 2, 3]], t[[0, 2, 3]],
+                                                label_smoothing=0.1), np.float64)
+    # N = 0 and probability targets with no rows
+    e = np.empty((0, 3))
+    assert np.isnan(bce_fast.cross_entropy(e, np.empty(0, np.int64)))
+    assert bce_fast.cross_entropy(e, np.empty(0, np.int64), reduction="sum") == 0.0
+    assert np.isnan(bce_fast.cross_entropy(e, np.empty((0, 3))))
+    assert bce_fast.cross_entropy(e, np.empty(0, np.int64), reduction="none").shape == (0,)
+
+
+def test_axis_last_matches_torch_after_moveaxis(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = logits((3, 5, 6), np.float32, rng)               # (N, L, C)
+    t = rng.integers(0, 6, (3, 5))
+    t[0, 0] = -100
+    w = rng.uniform(0.5, 2, 6).astype(np.float32)
+    xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    for reduction in REDUCTIONS:
+        got = bce_fast.cross_entropy(x, t, weight=w, reduction=reduction, axis=-1,
+                                     label_smoothing=0.1)
+        want = F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
+                               reduction=reduction, label_smoothing=0.1).numpy()
+        assert_rel(got, want, 2e-5, 1e-6)
+    p = prob_target(x, rng, ax=2)
+    got = bce_fast.cross_entropy(x, p, axis=2, reduction="none")
+    want = F.cross_entropy(xt, torch.from_numpy(np.ascontiguousarray(np.moveaxis(p, -1, 1))),
+                           reduction="none").numpy()
+    assert_rel(got, want, 2e-5, 1e-6)
+    m = bce_fast.CrossEntropyLoss(axis=-1, reduction="sum")
+    assert_reduced_close(m(x, t), ref.cross_entropy(x, t, axis=-1, reduction="sum"),
+                         np.float32)
+
+
+def _peak_growth(fn):
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_reduced_loss_and_axis_do_not_copy_logits(rng):
+    x = logits((2048, 1000), np.float32, rng)                      # 8 MB
+    t = rng.integers(0, 1000, 2048)
+    assert _peak_growth(lambda: bce_fast.cross_entropy(x, t)) < 200_000
+    assert _peak_growth(lambda: bce_fast.cross_entropy(x, t, label_smoothing=0.1,
+                                                       reduction="sum")) < 200_000
+    y = x.reshape(64, 32, 1000)
+    assert _peak_growth(lambda: bce_fast.cross_entropy(y, t.reshape(64, 32), axis=-1)) \
+        < 200_000
+    # a non-contiguous input is made contiguous once, not more
+    assert _peak_growth(lambda: bce_fast.cross_entropy(x[:, ::2], t // 2)) < 5_000_000
+
+
+def test_out_for_reduction_none(rng):
+    x = logits((4, 5, 2), np.float64, rng)
+    t = index_target(x, rng)
+    out = np.empty((4, 2))
+    assert bce_fast.cross_entropy(x, t, reduction="none", out=out) is out
+    assert_rel(out, ref.cross_entropy(x, t, reduction="none"), 1e-14)
+    out32 = np.empty((2, 4)).T
+    bce_fast.nll_loss(x, t, reduction="none", out=out32)
+    assert_rel(out32, ref.nll_loss(x, t, reduction="none"), 1e-15)
+    with pytest.raises(ValueError, match="out: only used with reduction='none'"):
+        bce_fast.cross_entropy(x, t, out=out)
+    with pytest.raises(ValueError, match=r"out: expected shape \(4, 2\)"):
+        bce_fast.cross_entropy(x, t, reduction="none", out=np.empty(8))
+
+
+def test_float16_and_result_dtypes(rng):
+    x = logits((6, 4), np.float16, rng, 2.0)
+    t = index_target(x, rng)
+    got = bce_fast.cross_entropy(x, t)
+    assert got.dtype == np.float16
+    assert abs(float(got) - float(ref.cross_entropy(x, t))) <= 1e-3 * abs(float(got))
+    assert bce_fast.cross_entropy(x.astype(np.float32), t, weight=np.ones(4)).dtype \
+        == np.float64
+    assert bce_fast.cross_entropy(x.astype(np.float32), t, weight=[1, 2, 3, 4]).dtype \
+        == np.float32
+
+
+def test_error_messages(rng):
+    x = logits((3, 4), np.float32, rng)
+    with pytest.raises(IndexError, match=r"^Target 4 is out of bounds\.$"):
+        bce_fast.cross_entropy(x, np.array([0, 4, 1]))
+    with pytest.raises(IndexError, match=r"^Target -1 is out of bounds\.$"):
+        bce_fast.nll_loss(x, np.array([0, 1, -1]))
+    with pytest.raises(IndexError, match=r"^Target 9 is out of bounds\.$"):
+        bce_fast.cross_entropy_and_grad(logits((2, 4, 3), np.float32, rng),
+                                        np.array([[0, 1, 9], [0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"target: expected shape \(3,\)"):
+        bce_fast.cross_entropy(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"weight: expected shape \(4,\)"):
+        bce_fast.cross_entropy(x, np.array([0, 1, 2]), weight=np.ones(3))
+    with pytest.raises(ValueError, match="label_smoothing: expected a value in"):
+        bce_fast.cross_entropy(x, np.array([0, 1, 2]), label_smoothing=-0.1)
+    with pytest.raises(ValueError, match="label_smoothing: expected a value in"):
+        bce_fast.cross_entropy(x, np.array([0, 1, 2]), label_smoothing=1.5)
+    with pytest.raises(ValueError, match="ignore_index: not supported with probability"):
+        bce_fast.cross_entropy(x, np.full((3, 4), 0.25, np.float32), ignore_index=0)
+    with pytest.raises(ValueError, match="target: probability targets must have the shape"):
+        bce_fast.cross_entropy(x, np.full((3, 3), 0.25))
+    with pytest.raises(TypeError, match="target: expected integer class indices"):
+        bce_fast.nll_loss(x, np.zeros(3))
+    with pytest.raises(TypeError, match="target: expected integer class indices or float"):
+        bce_fast.cross_entropy(x, np.zeros(3, bool))
+    with pytest.raises(TypeError, match="input: expected a floating-point array"):
+        bce_fast.cross_entropy(np.zeros((3, 4), np.int64), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="is not a valid value for reduction"):
+        bce_fast.cross_entropy(x, np.zeros(3, np.int64), reduction="avg")
+    with pytest.raises(ValueError, match="input: expected at least 1 dimension"):
+        bce_fast.cross_entropy(np.float32(1.0), np.int64(0))
+
+
+def test_loss_modules(rng):
+    x = logits((5, 4), np.float64, rng)
+    t = index_target(x, rng)
+    w = rng.uniform(0.5, 2, 4)
+    m = bce_fast.CrossEntropyLoss(weight=w, label_smoothing=0.2, reduction="sum")
+    assert m(x, t) == bce_fast.cross_entropy(x, t, weight=w, label_smoothing=0.2,
+                                             reduction="sum")
+    assert "label_smoothing=0.2" in repr(m)
+    n = bce_fast.NLLLoss(ignore_index=1)
+    assert n(x, t) == bce_fast.nll_loss(x, t, ignore_index=1)
+
+
+# ------------------------------------------------------------ determinism
+
+@pytest.mark.parametrize("shape,ax", [((300, 1000), None), ((40, 50, 64), None),
+                                      ((8, 40000), None)], ids=["rows", "inner", "fewrows"])
+def test_bit_identical_across_threads_and_runs(shape, ax, rng):
+    x = logits(shape, np.float32, rng)
+    t = index_target(x, rng, ignore=-100)
+    before = bce_fast.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2, 2):
+            bce_fast.set_num_threads(n)
+            res.append((bce_fast.cross_entropy(x, t), bce_fast.cross_entropy(x, t, reduction="sum",
+                                                                            label_smoothing=0.1),
+                        bce_fast.log_softmax(x, axis=1), bce_fast.cross_entropy_and_grad(x, t)[1]))
+    finally:
+        bce_fast.set_num_threads(before)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_every_isa_within_tolerance(isa, rng):
+    x = logits((64, 300), np.float32, rng)
+    t = index_target(x, rng)
+    y = logits((4, 30, 17), np.float64, rng)
+    assert_reduced_close(bce_fast.cross_entropy(x, t), ref.cross_entropy(x, t), np.float32)
+    assert_rel(bce_fast.log_softmax(x), ref.log_softmax(x), ulp_tol(x, -1, np.float32))
+    assert_rel(bce_fast.softmax(y, axis=1), ref.softmax(y, axis=1), ulp_tol(y, 1, np.float64))
+    yt = index_target(y, rng)
+    assert_reduced_close(bce_fast.cross_entropy(y, yt, label_smoothing=0.3),
+                         ref.cross_entropy(y, yt, label_smoothing=0.3), np.float64)
+
+
+def test_isa_levels_agree_closely(rng):
+    """Every supported level gives the same result up to FMA contraction."""
+    before = bce_fast.isa()
+    x = logits((50, 700), np.float32, rng)
+    t = index_target(x, rng)
+    res = []
+    try:
+        for level in _core.ISA_LEVELS:
+            if _core.isa_supported(level):
+                _core.select_isa(level)
+                res.append((bce_fast.cross_entropy(x, t), bce_fast.log_softmax(x)))
+    finally:
+        _core.select_isa(before)
+    assert bce_fast.isa() == before
+    for loss, ls in res[1:]:
+        assert abs(float(loss) - float(res[0][0])) <= RED_RTOL[np.dtype(np.float32)] * float(loss)
+        assert_rel(ls, res[0][1], 8 * np.finfo(np.float32).eps)
+
+
+def test_doctests():
+    from bce_fast import _softmax
+    result = doctest.testmod(_softmax, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

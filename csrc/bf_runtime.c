@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -26,6 +27,32 @@ static int bf_threads_wanted = 0;       /* 0: OpenMP's own limit */
 static int bf_after_fork = 0;           /* libgomp's pool does not survive fork */
 
 static void bf_mark_forked(void) { bf_after_fork = 1; }
+
+/* Worker threads (beyond the calling threads) that running calls hold.  Calls
+ * from several user threads at once (a ThreadPoolExecutor, a web server)
+ * share one budget of bf_get_num_threads() - 1 workers instead of each
+ * starting a full team: a call that finds the budget spent runs on its
+ * caller alone.  Results do not change (chunking ignores thread counts). */
+static atomic_int bf_workers_busy;
+
+static int bf_claim_threads(int want)
+{
+    int extra = want - 1, busy = atomic_load(&bf_workers_busy), grant;
+    do {
+        grant = want - 1 - busy;
+        grant = grant < extra ? grant : extra;
+        if (grant <= 0)
+            return 1;
+    } while (!atomic_compare_exchange_weak(&bf_workers_busy, &busy, busy + grant));
+    return 1 + grant;
+}
+
+static void bf_release_threads(int threads)
+{
+    if (threads > 1)
+        atomic_fetch_sub(&bf_workers_busy, threads - 1);
+}
+
 static void bf_register_fork_handler(void) { pthread_atfork(NULL, NULL, bf_mark_forked); }
 
 /* ---------------------------------------------------------------- ISA */
@@ -132,7 +159,8 @@ int bf_run(bf_chunk_fn fn, const void *problem, int64_t units, int64_t unit_cost
     int64_t nchunks = (units + per - 1) / per;
     memset(partial, 0, sizeof(double) * (size_t)(nchunks * nsums));
 
-    int threads = units * unit_cost >= BF_PARALLEL_MIN && nchunks > 1 ? bf_get_num_threads() : 1;
+    int threads = units * unit_cost >= BF_PARALLEL_MIN && nchunks > 1
+                  ? bf_claim_threads(bf_get_num_threads()) : 1;
     int status = BF_OK;
     if (threads <= 1) {
         for (int64_t c = 0; c < nchunks; c++) {
@@ -147,6 +175,7 @@ int bf_run(bf_chunk_fn fn, const void *problem, int64_t units, int64_t unit_cost
             int64_t lo = c * per, hi = lo + per < units ? lo + per : units;
             status |= fn(problem, lo, hi, nsums ? partial + c * nsums : NULL);
         }
+        bf_release_threads(threads);
     }
     for (int s = 0; s < nsums; s++)
         sums[s] = bf_pairwise(partial + s, nchunks, nsums);

@@ -159,7 +159,7 @@ def check(case, dtype, shape, args, got):
             j = np.unravel_index(np.nanargmax(np.where(np.isnan(err), np.inf, err)), r.shape)
             sys.exit(f"\nRESULT MISMATCH in {where}: output {i} differs from the NumPy "
                      f"reference beyond rtol={rtol:g}, atol={atol:.3g}; worst at index "
-                     f"{tuple(map(int, j))}: {g[j]!r} vs {r[j]!r}")
+                     f"{tuple(map(int, j))}: {float(g[j])!r} vs {float(r[j])!r}")
 
 
 def peak_allocation(fn):
@@ -217,14 +217,16 @@ def run_scaling(case, dtype, shape, threads, opts):
     try:
         identical = all(np.asarray(a).tobytes() == np.asarray(b).tobytes()
                         for a, b in zip(outputs(at(1)), outputs(at(threads))))
+        allowed = bce_fast.get_num_threads()     # OpenMP's limit may cap `threads`
         samples = measure({1: partial(at, 1), threads: partial(at, threads)},
                           opts.budget, opts.min_rounds)
     finally:
         bce_fast.set_num_threads(opts.threads)
-    t1, tn = (float(np.median(samples[n])) for n in (1, threads))
+    t1, tn = (np.asarray(samples[n]) for n in (1, threads))
     return dict(function=case.name, dtype=dtype, size=report.size_label(shape),
-                threads=threads, time_1=t1, time_n=tn, speedup=t1 / tn,
-                bit_identical=identical)
+                threads=threads, time_1=float(np.median(t1)), time_n=float(np.median(tn)),
+                speedup=float(np.median(t1 / tn)), bit_identical=identical,
+                threads_allowed=allowed)
 
 
 def plan(opts):

@@ -27,22 +27,25 @@ def size_label(shape):
     return f"1e{k}" if n == 10**k else str(n)
 
 
-def _cpu_model():
+def _cpu():
+    """CPU model and the vector extensions that matter here, from /proc/cpuinfo."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            info = {k.strip(): v.strip() for k, v in
+                    (line.split(":", 1) for line in f if ":" in line)}
+        model = info.get("model name", model)
+        flags = set(info.get("flags", "").split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return model, [x for x in ("sse4_2", "avx2", "fma", "avx512f") if x in flags]
 
 
 def environment(opts):
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": {**cases.versions(), "python": platform.python_version()},
-        "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "cpu": _cpu()[0], "cpu_flags": _cpu()[1], "logical_cpus": os.cpu_count(),
         "isa": bce_fast.isa(),
         "isa_supported": [level for level in _core.ISA_LEVELS if _core.isa_supported(level)],
         "openmp": bool(_core.openmp_enabled()), "threads": opts.threads,
@@ -57,7 +60,8 @@ def header(env):
     return "\n".join([
         f"bce_fast benchmark, {env['date']}",
         f"versions: {versions}",
-        f"CPU: {env['cpu']}, {env['logical_cpus']} logical CPUs | ISA chosen: {env['isa']} "
+        f"CPU: {env['cpu']} ({' '.join(env['cpu_flags'])}), {env['logical_cpus']} logical "
+        f"CPUs | ISA chosen: {env['isa']} "
         f"(supported: {', '.join(env['isa_supported'])}) | OpenMP: "
         f"{'on' if env['openmp'] else 'off'} | threads: {env['threads']} | "
         f"OMP_WAIT_POLICY={env['omp_wait_policy']} | load average at start: "

@@ -1,0 +1,235 @@
+"""Gradients of the softmax family: cross_entropy_and_grad and
+nll_loss_and_grad against PyTorch autograd of the same call (weights,
+ignore_index, smoothing, probability targets, reductions, N-d, axis,
+grad_output), central finite differences in float64, grad_out handling,
+accuracy of confident rows against mpmath, and softmax_grad_hess against
+scikit-learn's HalfMultinomialLoss.gradient_hessian."""
+import numpy as np
+import pytest
+
+import bce_fast
+from bce_fast import _reference as ref
+
+REDUCTIONS = ["none", "mean", "sum"]
+FLOATS = [np.float32, np.float64]
+FIDS = ["f32", "f64"]
+SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 3, 2, 2, 2), (4, 1), (0, 3)]
+SIDS = ["C", "NC", "NCd", "NCddd", "C1", "N0"]
+
+
+def close(got, want, dtype, scale):
+    """Gradients: relative tolerance of a few eps of `dtype` plus an absolute
+    floor at `scale` (the size of the largest term), since smoothed and soft
+    targets make p - t cancel."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got, want, rtol=64 * eps, atol=64 * eps * scale)
+
+
+def torch_grad(torch, fn, x, target, grad_output=None, **kw):
+    xt = torch.tensor(x, requires_grad=True)
+    loss = fn(xt, target, **kw)
+    if grad_output is None:
+        loss.sum().backward()
+    else:
+        loss.backward(torch.as_tensor(grad_output).expand_as(loss))
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SIDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_grad_matches_autograd(dtype, shape, reduction, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    ax = 1 if x.ndim > 1 else 0
+    C = x.shape[ax]
+    pshape = x.shape[:ax] + x.shape[ax + 1:]
+    t = rng.integers(0, C, pshape)
+    if t.size > 2:
+        t.reshape(-1)[::3] = -100
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    p = np.moveaxis(rng.dirichlet(np.ones(C), size=pshape), -1, ax).astype(dtype)
+    cases = [
+        (t, {}),
+        (t, {"weight": w}),
+        (t, {"weight": w, "label_smoothing": 0.3}),
+        (t, {"label_smoothing": 0.1}),
+        (p, {}),
+        (p, {"weight": w, "label_smoothing": 0.2}),
+    ]
+    for target, kw in cases:
+        tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        want_l, want_g = torch_grad(torch, F.cross_entropy, x, torch.from_numpy(target),
+                                    reduction=reduction, **tkw)
+        loss, grad = bce_fast.cross_entropy_and_grad(x, target, reduction=reduction, **kw)
+        assert grad.dtype == dtype and grad.shape == x.shape
+        scale = np.max(np.abs(want_g), initial=0.0)
+        close(grad, want_g, dtype, scale)
+        if np.isnan(want_l).all():
+            assert np.isnan(loss).all()
+        else:
+            np.testing.assert_allclose(loss, want_l, rtol=2e-5 if dtype == np.float32 else 1e-12,
+                                       atol=1e-6 if dtype == np.float32 else 1e-14)
+        if target is t:
+            ign = t == -100
+            assert np.all(np.moveaxis(grad, ax, -1)[ign] == 0)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_nll_grad_matches_autograd(reduction, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((4, 5, 3))
+    t = rng.integers(0, 5, (4, 3))
+    t[1, 1] = 7
+    w = rng.uniform(0.5, 2, 5)
+    want_l, want_g = torch_grad(torch, F.nll_loss, x, torch.from_numpy(t),
+                                weight=torch.from_numpy(w), ignore_index=7, reduction=reduction)
+    loss, grad = bce_fast.nll_loss_and_grad(x, t, weight=w, ignore_index=7, reduction=reduction)
+    np.testing.assert_allclose(grad, want_g, rtol=1e-15)
+    np.testing.assert_allclose(loss, want_l, rtol=1e-14)
+    x2 = rng.standard_normal((6, 5))
+    t2 = rng.integers(0, 5, 6)
+    _, want_g = torch_grad(torch, F.nll_loss, x2, torch.from_numpy(t2), reduction=reduction)
+    np.testing.assert_allclose(bce_fast.nll_loss_and_grad(x2, t2, reduction=reduction)[1],
+                               want_g, rtol=1e-15)
+
+
+def test_grad_output_and_axis_match_autograd(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((3, 4, 6))                        # (N, L, C)
+    t = rng.integers(0, 6, (3, 4))
+    t[2, 1] = -100
+    up = rng.standard_normal((3, 4))
+    xm = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    for kw in [{}, {"label_smoothing": 0.2, "weight": rng.uniform(0.5, 2, 6)}]:
+        tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        _, want = torch_grad(torch, F.cross_entropy, xm, torch.from_numpy(t), up,
+                             reduction="none", **tkw)
+        _, grad = bce_fast.cross_entropy_and_grad(x, t, reduction="none", axis=-1,
+                                                  grad_output=up, **kw)
+        close(grad, np.moveaxis(want, 1, -1), np.float64, np.abs(want).max())
+        _, want = torch_grad(torch, F.cross_entropy, xm, torch.from_numpy(t),
+                             reduction="mean", **tkw)
+        _, grad = bce_fast.cross_entropy_and_grad(x, t, axis=2, **kw)
+        close(grad, np.moveaxis(want, 1, -1), np.float64, np.abs(want).max())
+    # a broadcast upstream gradient (one value per row of the loss)
+    _, g1 = bce_fast.cross_entropy_and_grad(x, t, reduction="none", axis=-1,
+                                            grad_output=np.array([[2.0], [3.0], [4.0]]))
+    _, g0 = bce_fast.cross_entropy_and_grad(x, t, reduction="sum", axis=-1)
+    close(g1, g0 * np.array([2.0, 3.0, 4.0])[:, None, None], np.float64, 1.0)
+    with pytest.raises(ValueError, match="grad_output: only used with reduction='none'"):
+        bce_fast.cross_entropy_and_grad(x, t, axis=-1, grad_output=up)
+
+
+@pytest.mark.parametrize("target_kind", ["index", "prob"])
+def test_grad_matches_central_differences(target_kind, rng):
+    x = rng.standard_normal((3, 4, 2))
+    w = rng.uniform(0.5, 2.0, 4)
+    if target_kind == "index":
+        t = np.array([[0, 3], [-100, 1], [2, 2]])
+    else:
+        t = np.moveaxis(rng.dirichlet(np.ones(4), size=(3, 2)), -1, 1)
+    kw = dict(weight=w, label_smoothing=0.15, reduction="mean")
+    _, grad = bce_fast.cross_entropy_and_grad(x, t, **kw)
+    h = 1e-6
+    fd = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        fd[i] = (float(ref.cross_entropy(xp, t, **kw))
+                 - float(ref.cross_entropy(xm, t, **kw))) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_grad_out_handling(rng):
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    t = rng.integers(0, 6, 5)
+    loss, want = bce_fast.cross_entropy_and_grad(x, t)
+    g = np.empty_like(x)
+    loss2, g2 = bce_fast.cross_entropy_and_grad(x, t, grad_out=g)
+    assert g2 is g and loss2 == loss
+    np.testing.assert_array_equal(g, want)
+    y = x.copy()                                              # in place
+    loss3, g3 = bce_fast.cross_entropy_and_grad(y, t, grad_out=y)
+    assert g3 is y and loss3 == loss
+    np.testing.assert_array_equal(y, want)
+    gT = np.empty((6, 5), np.float32).T                       # non-contiguous
+    bce_fast.cross_entropy_and_grad(x, t, grad_out=gT)
+    np.testing.assert_array_equal(gT, want)
+    with pytest.raises(TypeError, match="grad_out: expected dtype float32"):
+        bce_fast.cross_entropy_and_grad(x, t, grad_out=np.empty((5, 6)))
+    with pytest.raises(ValueError, match=r"grad_out: expected shape \(5, 6\)"):
+        bce_fast.nll_loss_and_grad(x, t, grad_out=np.empty((5, 5), np.float32))
+
+
+def test_confident_row_gradient_is_accurate():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    for dtype in FLOATS:
+        x = np.array([[20.0, 0.0, 0.0]], dtype=dtype)
+        _, g = bce_fast.cross_entropy_and_grad(x, np.array([0]))
+        e = mpmath.exp(-20)
+        exact_t = float(-2 * e / (1 + 2 * e))                  # p_t - 1, not 0
+        exact_o = float(e / (1 + 2 * e))
+        assert abs(float(g[0, 0]) - exact_t) <= 4 * np.spacing(dtype(-exact_t))
+        assert abs(float(g[0, 1]) - exact_o) <= 4 * np.spacing(dtype(exact_o))
+
+
+def test_all_ignored_mean_gradient_is_zero(rng):
+    x = rng.standard_normal((3, 4))
+    loss, g = bce_fast.cross_entropy_and_grad(x, np.full(3, -100))
+    assert np.isnan(loss) and np.all(g == 0)
+    loss, g = bce_fast.nll_loss_and_grad(x, np.full(3, -100), reduction="sum")
+    assert loss == 0 and np.all(g == 0)
+
+
+# ------------------------------------------------------- softmax_grad_hess
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_softmax_grad_hess_matches_sklearn(dtype, weighted, rng):
+    loss_mod = pytest.importorskip("sklearn._loss.loss")
+    n, K = 50, 4
+    raw = (rng.standard_normal((n, K)) * 3).astype(dtype)
+    y = rng.integers(0, K, n).astype(dtype)
+    sw = rng.uniform(0.1, 2.0, n).astype(dtype) if weighted else None
+    want_g, want_h = loss_mod.HalfMultinomialLoss(n_classes=K).gradient_hessian(
+        y_true=y, raw_prediction=raw, sample_weight=sw)
+    g, h = bce_fast.softmax_grad_hess(raw, y, sample_weight=sw)
+    assert g.dtype == dtype and h.dtype == dtype and g.shape == (n, K)
+    close(g, want_g, dtype, 2.0)
+    close(h, want_h, dtype, 1.0)
+    g2, h2 = bce_fast.softmax_grad_hess(raw, y.astype(np.int32), sample_weight=sw)
+    np.testing.assert_array_equal(g, g2)
+    np.testing.assert_array_equal(h, h2)
+
+
+def test_softmax_grad_hess_reference_and_errors(rng):
+    raw = rng.standard_normal((6, 3)) * 5
+    y = rng.integers(0, 3, 6)
+    sw = rng.uniform(0.5, 2, 6)
+    p = ref.softmax(raw, axis=1)
+    onehot = np.eye(3)[y]
+    g, h = bce_fast.softmax_grad_hess(raw, y, sw)
+    np.testing.assert_allclose(g, sw[:, None] * (p - onehot), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(h, sw[:, None] * p * (1 - p), rtol=1e-13, atol=1e-16)
+    # a confident row: 1 - p is kept, not rounded to 0
+    g, h = bce_fast.softmax_grad_hess(np.array([[40.0, 0.0]]), np.array([0]))
+    assert g[0, 0] < 0 and abs(h[0, 0] - np.exp(-40.0)) <= 1e-15 * np.exp(-40.0)
+    with pytest.raises(IndexError, match=r"^Target 3 is out of bounds\.$"):
+        bce_fast.softmax_grad_hess(raw, np.array([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(ValueError, match=r"raw: expected shape \(n, K\)"):
+        bce_fast.softmax_grad_hess(raw[0], y)
+    with pytest.raises(ValueError, match=r"y: expected shape \(6,\)"):
+        bce_fast.softmax_grad_hess(raw, y[:5])
+    with pytest.raises(ValueError, match="y: expected integer class labels"):
+        bce_fast.softmax_grad_hess(raw, y + 0.5)
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(6,\)"):
+        bce_fast.softmax_grad_hess(raw, y, np.ones(5))

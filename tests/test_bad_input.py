@@ -474,9 +474,8 @@ def test_ce_empty_batch(spec, reduction, rng):
 
 @pytest.mark.parametrize("spec", CE_LIKE, ids=_ids(CE_LIKE))
 def test_ce_zero_classes_any_target_is_out_of_bounds(spec, rng):
-    kw = valid(spec, rng, np.float64, (3, 0))
-    kw["target"] = np.zeros(3, np.int64)
-    kw["weight"] = None
+    spec.fn
+    kw = {"input": np.zeros((3, 0)), "target": np.zeros(3, np.int64)}
     expect_error(spec, kw, IndexError, "target")
 
 
@@ -525,6 +524,8 @@ def test_out_wrong_shape(spec, out_name, rng):
     kw, shape = _out_kw(spec, rng, out_name)
     for bad in [shape + (1,), shape[::-1] if shape[::-1] != shape else (1,) + shape,
                 (), (int(np.prod(shape)),)]:
+        if tuple(bad) == tuple(shape):
+            continue
         kw[out_name] = np.empty(bad)
         expect_error(spec, kw, ValueError, out_name)
 

@@ -232,8 +232,8 @@ def _classes(name, input, target, reduction, **kwargs):
         kwargs["weight"] = np.asarray(w.compute() if isinstance(w, da.Array) else w)
     # Result dtype from the in-memory function on empty arrays of these dtypes.
     C = x.shape[cax]
-    probe_x = np.empty(tuple(0 if d != cax else C for d in range(nd)), x.dtype)
-    probe_t = np.empty(tuple(0 if d != cax else C for d in ti), t.dtype)
+    probe_x = np.zeros(tuple(0 if d != cax else C for d in range(nd)), x.dtype)
+    probe_t = np.zeros(tuple(0 if d != cax else C for d in ti), t.dtype)
     rt = _fn(name)(probe_x, probe_t, reduction="none", **kwargs).dtype
     kw = dict(loss=name, reduction=reduction, probs=probs, cax=cax, kwargs=kwargs)
     if reduction == "none":

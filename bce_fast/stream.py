@@ -275,12 +275,20 @@ def open_source(spec, name):
     return _ArraySource(as_array(spec, name), name)
 
 
-def _side(spec, name, n, ndim):
+def _side(spec, name, shape):
     """A side array (weight, pos_weight): chunked with the input when it has
     the batch axis (aligned to the input's dimensions), else read whole."""
     if spec is None or isinstance(spec, (int, float)):
         return spec, False
     src = open_source(spec, name)
+    try:
+        ok = np.broadcast_shapes(src.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: shape {src.shape} does not broadcast to the input "
+                         f"shape {tuple(shape)}")
+    ndim, n = len(shape), (shape[0] if shape else 1)
     if src.ndim == ndim and ndim and src.shape[0] == n and n != 1:
         return src, True
     return np.asarray(src.whole()), False
@@ -414,7 +422,7 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
     sides = {}
     for key in ("weight", "pos_weight"):
         if key in kwargs and name in _BINARY:
-            val, split = _side(kwargs[key], key, n_rows, x.ndim)
+            val, split = _side(kwargs[key], key, x.shape)
             if split:
                 sides[key] = val
                 del kwargs[key]

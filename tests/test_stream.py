@@ -210,6 +210,9 @@ def test_errors(tmp_path, rng):
         stream.evaluate("bce_with_logits", x, y, reduction="avg")
     with pytest.raises(TypeError, match="unexpected keyword argument 'pos_weight'"):
         stream.evaluate("bce", 1 / (1 + np.exp(-x)), y, pos_weight=np.ones(3))
+    with pytest.raises(ValueError, match=r"weight: shape \(5, 3\) does not broadcast to "
+                       r"the input shape \(50, 3\)"):
+        stream.evaluate("bce_with_logits", x, y, chunk_size=10, weight=np.ones((5, 3)))
     with pytest.raises(FileNotFoundError, match="input: no such file"):
         stream.evaluate("bce", tmp_path / "missing.npy", y)
     with pytest.raises(ValueError, match=r"out: expected shape \(50, 3\)"):

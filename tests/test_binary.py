@@ -287,6 +287,20 @@ def test_weight_broadcasting(fn, shape, wshape, rng):
         check(fn, call(fn, x, y, ws, reduction="none"), reference(fn, x, y, w), np.float64)
 
 
+def test_weight_cases_cover_every_side_path():
+    """Guard on the cases above: they reach each way the kernel reads a side
+    array (one value, a contiguous full array, a row pattern, and a
+    pattern that must be materialised)."""
+    from bce_fast._validation import Side
+    kinds = set()
+    for shape, wshape in WEIGHT_SHAPES:
+        side = Side(np.ones(wshape), shape)
+        materialised = side.arr.shape != wshape
+        kinds.add("materialised" if materialised else side.kind)
+    assert kinds == {"scalar", "full", "rows", "materialised"}
+    assert Side(np.ones((3, 1, 6)), (3, 4, 6)).arr.shape == (3, 4, 6)
+
+
 POS_WEIGHT_CASES = [
     ((5, 4), (4,), None),
     ((5, 4), (4,), (5, 1)),

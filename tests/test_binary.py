@@ -592,6 +592,31 @@ def test_every_isa_within_tolerance(fn, dtype, isa, rng):
               reference(fn, x, y, w[:, :1], reduction="mean"), dtype, "mean")
 
 
+def test_isa_selection_env_and_errors():
+    import subprocess
+    import sys
+    from conftest import ISA_AVAILABLE
+    code = "import bce_fast; print(bce_fast.isa())"
+    for level in ISA_AVAILABLE + ["bogus"]:
+        env = {**__import__("os").environ, "BCE_FAST_ISA": level}
+        run = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        if level == "bogus":
+            assert run.stdout.strip() == ISA_AVAILABLE[-1]
+            assert "BCE_FAST_ISA='bogus' ignored" in run.stderr
+        else:
+            assert run.stdout.strip() == level
+    before = bce_fast.isa()
+    with pytest.raises(ValueError, match="^isa: expected one of"):
+        bce_fast._core.select_isa("sse9")
+    for level in bce_fast._core.ISA_LEVELS:
+        if level not in ISA_AVAILABLE:
+            with pytest.raises(ValueError, match=f"^isa: this CPU does not support '{level}'$"):
+                bce_fast._core.select_isa(level)
+    assert bce_fast.isa() == before
+
+
 def test_threadpoolctl_limits_threads():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if not bce_fast._core.openmp_enabled():

@@ -235,3 +235,21 @@ def test_modules_match_pytorch(rng):
         ours = bce_fast.BCELoss(weight=w, reduction=reduction)(p, y)
         theirs = torch.nn.BCELoss(weight=T(w), reduction=reduction)(T(p), T(y))
         close(ours, theirs, np.float64, scale=100)
+
+
+def test_bce_with_logits_targets_and_weights_outside_unit_range():
+    """Targets outside [0, 1] and negative weights are computed, not
+    rejected, by the same formula as PyTorch."""
+    x = np.array([-3.0, -0.5, 0.0, 2.0, 5.0, 40.0])
+    y = np.array([-0.5, 1.5, 2.0, -1.0, 1.2, -0.25])
+    w = np.array([1.0, -2.0, 0.5, 3.0, -1.0, 0.7])
+    pw = np.array([2.0])
+    for reduction in REDUCTIONS:
+        xt = T(x, grad=True)
+        lt = F.binary_cross_entropy_with_logits(xt, T(y), T(w), pos_weight=T(pw),
+                                                reduction=reduction)
+        lt.sum().backward()
+        loss, grad = bce_fast.binary_cross_entropy_with_logits_and_grad(
+            x, y, w, pw, reduction=reduction)
+        close(loss, lt, np.float64, scale=100)
+        close(grad, xt.grad, np.float64, scale=10)

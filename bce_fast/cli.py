@@ -121,7 +121,7 @@ def _eval(args, parser):
         msg = f"wrote {res.n} {name} losses ({res.value.dtype}, shape {res.value.shape}) to {out}"
     else:
         value = float(res.value)
-        msg = repr(value)
+        msg = str(res.value)   # shortest repr in the result dtype (float32: 8 digits)
     if args.json:
         doc = {"loss": name, "reduction": args.reduction,
                "value": value if value is None or math.isfinite(value) else None,

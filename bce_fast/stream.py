@@ -466,7 +466,12 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
 
     # A one-row probe fixes the result dtype and surfaces argument errors
     # before any long run.
-    probe, _ = call(0, min(1, n_rows), "none")
+    try:
+        probe, _ = call(0, min(1, n_rows), "none")
+    except (ValueError, IndexError) as exc:
+        if n_rows > 1:
+            raise type(exc)(f"{exc} (in rows 0:1 of {n_rows})") from exc
+        raise
     rt = probe.dtype
 
     dest = None

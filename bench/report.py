@@ -79,16 +79,13 @@ def _time(seconds):
 
 
 def speedup(cell, name):
-    """Median over rounds of (time of `name` / bce_fast's time in that round):
-    drift of the machine's speed that hits a whole round cancels.  `name` is a
-    peer, "roof", or "best_numpy" (the faster NumPy expression each round)."""
-    s = cell["samples"]
-    names = [p for p in ("numpy", "numpy_stable") if p in s] if name == "best_numpy" else \
-        [name] if name in s else []
-    if not names:
-        return None
-    peer = np.min([s[n] for n in names], axis=0)
-    return float(np.median(peer / np.asarray(s["bce_fast"])))
+    """Median time of `name` / median time of bce_fast (times are interleaved,
+    so drift hits both alike).  `name` is a peer, "roof", or "best_numpy" (the
+    faster of the naive and the stable NumPy expression); None if not timed."""
+    m = cell["median"]
+    names = ("numpy", "numpy_stable") if name == "best_numpy" else (name,)
+    t = min((m[n] for n in names if n in m), default=None)
+    return t / m["bce_fast"] if t else None
 
 
 def _ratio(cell, peer):
@@ -266,7 +263,7 @@ def extras(results, target_list):
                          f"np-stable  roof {_roof(cell)}")
     if results["scaling"]:
         n = results["scaling"][0]["threads"]
-        width = max(len(r["function"]) for r in results["scaling"])
+        width = max(len(r["function"]) for r in results["scaling"] + [{"function": "function"}])
         lines += ["", f"threads, 1 vs {n}:",
                   f"  {'function':<{width}}  {'dtype':<7}  {'size':<10}  {'1 thread':>9}  "
                   f"{f'{n} threads':>9}  speedup  bit-identical"]

@@ -26,6 +26,8 @@ def as_array(a, name):
     if a is None:
         raise TypeError(f"{name}: expected an array, got None")
     try:
+        if hasattr(a, "__dlpack__") and not hasattr(a, "__array__"):
+            return np.from_dlpack(a)    # np.asarray would make an object array
         return np.asarray(a)
     except Exception as exc:  # e.g. a PyTorch tensor that requires grad
         raise TypeError(f"{name}: cannot be converted to a NumPy array "

@@ -194,6 +194,32 @@ def test_native_inputs_are_not_copied(rng):
         assert peak < 64 * 1024, f"peak allocation {peak} bytes for a {x.nbytes}-byte input"
 
 
+class _DLPackOnly:
+    """An array-like that offers only the DLPack protocol (as JAX arrays and
+    others do), no ``__array__``."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __dlpack__(self, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def test_dlpack_only_inputs_are_accepted(rng):
+    x, y, w = make_inputs("bce_logits", (6, 4), np.float32, rng)
+    assert not hasattr(_DLPackOnly(x), "__array__")
+    got = bce_fast.binary_cross_entropy_with_logits(_DLPackOnly(x), _DLPackOnly(y),
+                                                    _DLPackOnly(w), reduction="none")
+    np.testing.assert_array_equal(got, bce_fast.binary_cross_entropy_with_logits(
+        x, y, w, reduction="none"))
+    np.testing.assert_array_equal(bce_fast.sigmoid(_DLPackOnly(x)), bce_fast.sigmoid(x))
+    with pytest.raises(TypeError, match="^input: expected a floating-point array"):
+        bce_fast.binary_cross_entropy(_DLPackOnly(np.arange(3)), y[0, :3])
+
+
 # ------------------------------------------------------ dtypes and casting
 
 

@@ -220,7 +220,8 @@ def targets(results, threads):
     for cell in results["overhead"]:
         us = cell["median"]["bce_fast"] * 1e6
         np_s, torch_s = speedup(cell, "best_numpy"), speedup(cell, "torch")
-        ok = us <= OVERHEAD_US and np_s >= OVERHEAD_RATIO and (torch_s or 0) >= OVERHEAD_RATIO
+        ok = us <= OVERHEAD_US and np_s >= OVERHEAD_RATIO and \
+            (torch_s is None or torch_s >= OVERHEAD_RATIO)
         out.append(_target("#5", f"call overhead, {cell['function']} 1000 float32: <= "
                            f"{OVERHEAD_US:g} us and >= {OVERHEAD_RATIO}x NumPy and torch, "
                            f"measured {us:.2f} us, {np_s:.1f}x NumPy, "

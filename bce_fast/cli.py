@@ -118,7 +118,7 @@ def _eval(args, parser):
                      reduction=args.reduction, out=out, progress=args.progress, **kwargs)
     if args.reduction == "none":
         value = None
-        msg = f"wrote {res.n} {name} losses ({res.value.dtype}, shape {res.value.shape}) to {out}"
+        msg = f"wrote {res.n} {name} losses ({res.dtype}, shape {res.shape}) to {out}"
     else:
         value = float(res.value)
         msg = str(res.value)   # shortest repr in the result dtype (float32: 8 digits)

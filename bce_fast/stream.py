@@ -341,11 +341,14 @@ def _progress_bar(progress, total, desc):
 
 class StreamResult:
     """What :func:`run` computed: `value` (NumPy scalar, or the output
-    array for ``'none'``), the float64 `numerator` and `denominator` of the
-    mean, and `n`, the number of per-element loss terms."""
+    array for ``'none'``; None when the output went to the file `path`, which
+    :func:`run` does not map whole), the float64 `numerator` and
+    `denominator` of the mean, `n` (number of per-element loss terms), and
+    the result `dtype` and `shape`."""
 
-    def __init__(self, value, numerator, denominator, n):
+    def __init__(self, value, numerator, denominator, n, dtype, shape, path=None):
         self.value, self.numerator, self.denominator, self.n = value, numerator, denominator, n
+        self.dtype, self.shape, self.path = np.dtype(dtype), tuple(shape), path
 
 
 def _class_axis(ndim, kwargs):
@@ -436,15 +439,17 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
         xs, ts = x.whole(), t.whole()
         if reduction == "none":
             value = fn(xs, ts, reduction="none", **kwargs)
+            dtype, shape, path = value.dtype, value.shape, None
             if isinstance(out, (str, os.PathLike)):
-                np.save(out, value)
-                value = np.load(out, mmap_mode="r")
+                path = os.fspath(out)
+                np.save(path, value)
+                value = None
             elif out is not None:
                 np.copyto(out, value, casting="same_kind")
                 value = out
-            return StreamResult(value, math.nan, math.nan, n_terms)
+            return StreamResult(value, math.nan, math.nan, n_terms, dtype, shape, path)
         value = fn(xs, ts, reduction=reduction, **kwargs)
-        return StreamResult(value, math.nan, math.nan, n_terms)
+        return StreamResult(value, math.nan, math.nan, n_terms, value.dtype, ())
 
     row_items = math.prod(x.shape[1:])
     if chunk_size is None:
@@ -523,8 +528,9 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
                 src.close()
 
     if reduction == "none":
-        value = np.load(dest.path, mmap_mode="r") if isinstance(dest, _NpyOut) else dest
-        return StreamResult(value, math.nan, math.nan, n_terms)
+        if isinstance(dest, _NpyOut):
+            return StreamResult(None, math.nan, math.nan, n_terms, rt, out_shape, dest.path)
+        return StreamResult(dest, math.nan, math.nan, n_terms, rt, out_shape)
     numerator = math.fsum(sums)
     denominator = math.fsum(weights) if weights else float(count)
     if reduction == "sum":
@@ -535,7 +541,7 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
         value = numerator / denominator
     with np.errstate(over="ignore"):   # a float16 sum may round to inf, like in memory
         value = rt.type(value)
-    return StreamResult(value, numerator, denominator, n_terms)
+    return StreamResult(value, numerator, denominator, n_terms, rt, ())
 
 
 def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,
@@ -600,5 +606,8 @@ def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,
     >>> bool(abs(s - m) <= 1e-12 * m)
     True
     """
-    return run(loss, input, target, chunk_size=chunk_size, reduction=reduction,
-               out=out, progress=progress, **loss_kwargs).value
+    res = run(loss, input, target, chunk_size=chunk_size, reduction=reduction,
+              out=out, progress=progress, **loss_kwargs)
+    if res.path is not None:
+        return np.load(res.path, mmap_mode="r")
+    return res.value

@@ -345,11 +345,12 @@ def test_cross_entropy_1d_is_one_call_and_errors(rng):
 # ------------------------------------------------ out of core (done-when)
 
 _CHILD = textwrap.dedent("""
-    import json, math, resource, sys
+    import contextlib, io, json, math, resource, sys
     import numpy as np
     import bce_fast, bce_fast.stream, bce_fast.cli
 
-    x_path, y_path, pw_path, headroom = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    x_path, y_path, pw_path, out_path = sys.argv[1:5]
+    headroom = int(sys.argv[5])
     # Warm up: start the kernel's OpenMP threads before measuring, so their
     # stacks are part of the baseline.
     w = np.zeros((4096, 512), np.float32)
@@ -374,6 +375,13 @@ _CHILD = textwrap.dedent("""
     v = bce_fast.stream.evaluate("bce_with_logits", x_path, y_path, pos_weight=pw)
     report["value"] = float(v)
     report["dtype"] = str(v.dtype)
+    # The console script's code path, per-element losses to a new .npy file.
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        report["cli_rc"] = bce_fast.cli.main([
+            "eval", "bce_with_logits", "--input", x_path, "--target", y_path,
+            "--pos-weight", pw_path, "--reduction", "none", "--out", out_path, "--json"])
+    report["cli"] = json.loads(buf.getvalue())
     report["peak"] = vm_size()
     print(json.dumps(report))
 """)
@@ -381,7 +389,9 @@ _CHILD = textwrap.dedent("""
 
 def test_out_of_core_under_rlimit(tmp_path):
     """A 2 x 240 MB .npy pair evaluated in a process whose address space is
-    capped at its baseline + 160 MB equals a small in-memory computation.
+    capped at its baseline + 160 MB equals a small in-memory computation;
+    in the same process ``bce-fast eval --reduction none`` writes the
+    240 MB of per-element losses.
 
     The files hold 60 blocks, each the same 20000 rows in a different order
     (x and y permuted together), so the exact mean is the mean of one block,
@@ -401,12 +411,14 @@ def test_out_of_core_under_rlimit(tmp_path):
     in_memory = bce_fast.binary_cross_entropy_with_logits(base_x, base_y, pos_weight=pw)
     assert abs(float(in_memory) - want) <= 1e-6 * want
     xp, yp, pwp = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "pw.npy"
+    outp = tmp_path / "losses.npy"
     np.save(pwp, pw)
+    orders = {}
     try:
         X = np.lib.format.open_memmap(xp, mode="w+", dtype=np.float32, shape=(n, cols))
         Y = np.lib.format.open_memmap(yp, mode="w+", dtype=np.float32, shape=(n, cols))
         for j in range(blocks):
-            order = rng.permutation(rows_per_block)
+            order = orders[j] = rng.permutation(rows_per_block)
             X[j * rows_per_block:(j + 1) * rows_per_block] = base_x[order]
             Y[j * rows_per_block:(j + 1) * rows_per_block] = base_y[order]
         X.flush()
@@ -415,14 +427,28 @@ def test_out_of_core_under_rlimit(tmp_path):
         assert os.path.getsize(xp) > headroom and os.path.getsize(yp) > headroom
 
         proc = subprocess.run([sys.executable, "-c", _CHILD, str(xp), str(yp), str(pwp),
-                               str(headroom)], capture_output=True, text=True, timeout=300)
+                               str(outp), str(headroom)],
+                              capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert report["whole_load"] == "MemoryError"     # the input exceeds the limit
         assert report["peak"] <= report["limit"]
         assert report["dtype"] == "float32"
         assert abs(report["value"] - want) <= 1e-6 * want, (report, want)
+
+        assert report["cli_rc"] == 0 and report["cli"]["n"] == n * cols
+        assert os.path.getsize(outp) > headroom
+        out = np.load(outp, mmap_mode="r")
+        assert out.shape == (n, cols) and out.dtype == np.float32
+        for j in (0, 37, blocks - 1):        # exact per-element values, block by block
+            rows = slice(j * rows_per_block, (j + 1) * rows_per_block)
+            np.testing.assert_array_equal(out[rows], bce_fast.binary_cross_entropy_with_logits(
+                base_x[orders[j]], base_y[orders[j]], pos_weight=pw, reduction="none"))
+        total = math.fsum(float(out[lo:lo + 1_000_000].sum(dtype=np.float64))
+                          for lo in range(0, n, 1_000_000))
+        assert abs(total / (n * cols) - want) <= 1e-6 * want
+        del out
     finally:
-        for p in (xp, yp):
+        for p in (xp, yp, outp):
             if p.exists():
                 p.unlink()

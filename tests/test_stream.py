@@ -254,6 +254,22 @@ def test_progress_bar_only_when_asked(rng, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_progress_bar_by_default_on_a_terminal(rng, monkeypatch):
+    pytest.importorskip("tqdm")
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for tty, progress, shown in ((True, None, True), (True, False, False)):
+        err = Terminal()
+        monkeypatch.setattr(sys, "stderr", err)
+        stream.evaluate("bce_with_logits", rng.normal(size=(400, 2)), rng.random((400, 2)),
+                        chunk_size=50, progress=progress)
+        assert ("/400 [" in err.getvalue()) == shown, err.getvalue()
+
+
 # -------------------------------------------------------- cross-entropy
 
 def _ce_ref(x, t, weight=None, ignore_index=-100):

@@ -287,6 +287,11 @@ def write_json(path, env, options, results, target_list):
                    "targets": target_list}, f, indent=1, default=str)
 
 
+def _short(name):
+    return (name.replace("binary_cross_entropy", "bce").replace("cross_entropy", "ce")
+            .replace("_with_logits", "_logits").replace("_and_grad", "+grad"))
+
+
 def plot(path, env, cells):
     """Bars of the speedup over NumPy and over PyTorch per function and dtype,
     at the headline size (the largest 1-D size, the first row shape)."""
@@ -296,32 +301,33 @@ def plot(path, env, cells):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     dtypes = list(dict.fromkeys(c["dtype"] for c in cells))
-    fig, axes = plt.subplots(len(dtypes), 1, figsize=(12, 4.5 * len(dtypes)), squeeze=False)
+    fig, axes = plt.subplots(len(dtypes), 1, figsize=(12, 5 * len(dtypes)), squeeze=False)
     for ax, dtype in zip(axes[:, 0], dtypes):
         picked = {}
         for c in cells:
-            if c["dtype"] == dtype and (c["function"] not in picked or
-                                        len(c["shape"]) == 1):
+            if c["dtype"] == dtype and (c["function"] not in picked or len(c["shape"]) == 1):
                 picked[c["function"]] = c
-        labels = [f"{fn.replace('binary_cross_entropy', 'bce')}\n{c['size']}"
-                  for fn, c in picked.items()]
         x = np.arange(len(picked))
+        shown = []
         for offset, peer, name in ((-0.2, "best_numpy", "NumPy (faster of naive / stable)"),
                                    (0.2, "torch", "PyTorch")):
-            values = [speedup(c, peer) or 0 for c in picked.values()]
+            values = [speedup(c, peer) or np.nan for c in picked.values()]
             bars = ax.bar(x + offset, values, 0.4, label=f"vs {name}")
-            ax.bar_label(bars, [f"{v:.1f}x" if v else "n/a" for v in values], fontsize=8)
+            ax.bar_label(bars, [f"{v:.1f}x" if v == v else "" for v in values], fontsize=8)
+            shown += [v for v in values if v == v]
         ax.axhline(1, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        ax.set_ylim(min(0.5, min(shown, default=1) / 1.5), max(shown, default=1) * 4)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xticks(x, [f"{_short(fn)}\n{c['size']}" for fn, c in picked.items()],
+                      fontsize=8, rotation=20, ha="right", rotation_mode="anchor")
         ax.set_xlabel("function, size (elements, or rows x classes)")
-        ax.set_ylabel("speedup = peer time / bce_fast time\n(log scale; above 1x bce_fast is faster)")
-        ax.set_title(f"{dtype}, largest 1-D size and first row shape of each function")
-        ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"bce_fast {env['versions']['bce_fast']} speedup, {env['cpu']}, ISA "
-                 f"{env['isa']}, {env['threads']} thread(s), {env['date']}")
+        ax.set_ylabel("speedup = peer time / bce_fast time\n(log scale; above 1x bce_fast wins)")
+        ax.set_title(f"{dtype}: largest 1-D size, first row shape")
+        ax.legend(loc="upper left", ncol=2, fontsize=8)
+    fig.suptitle(f"bce_fast {env['versions']['bce_fast']} speedup over NumPy and PyTorch\n"
+                 f"{env['cpu']}, ISA {env['isa']}, {env['threads']} thread(s), {env['date']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -63,7 +63,7 @@ def _build_parser():
     ev.add_argument("--out", metavar="FILE.npy",
                     help="where --reduction none writes the per-element losses")
     ev.add_argument("--chunk-size", type=int, metavar="N",
-                    help="rows per chunk (default: about 2**20 elements)")
+                    help="rows per chunk (default: about 2**22 elements)")
     ev.add_argument("--ignore-index", type=int, metavar="I",
                     help="class index to ignore (cross_entropy, nll_loss; default -100)")
     ev.add_argument("--label-smoothing", type=float, metavar="E",

@@ -57,8 +57,9 @@ _BINARY = {"binary_cross_entropy": ("weight",),
 _CLASSES = {"cross_entropy": ("weight", "ignore_index", "label_smoothing", "axis"),
             "nll_loss": ("weight", "ignore_index", "axis")}
 
-#: Elements per chunk when `chunk_size` is not given (4 MB of float32).
-_CHUNK_ELEMENTS = 1 << 20
+#: Elements per chunk when `chunk_size` is not given (16 MB of float32): large
+#: enough that per-call costs (thread wake-up, validation) stay small.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def canonical_loss(name):
@@ -570,7 +571,7 @@ def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,
         ``.npz`` members are memory-mapped per chunk, compressed ``.npz``
         members are decompressed sequentially.
     chunk_size : int, optional
-        Rows per chunk (default: about 2**20 elements of `input` per chunk).
+        Rows per chunk (default: about 2**22 elements of `input` per chunk).
     reduction : {'mean', 'sum', 'none'}
     out : ndarray or path, optional
         For ``'none'``: an array of the result shape and dtype, or the path

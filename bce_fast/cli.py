@@ -87,7 +87,7 @@ def _build_parser():
     return parser
 
 
-def _eval(args, parser):
+def _eval(args):
     from bce_fast import stream
 
     try:
@@ -173,7 +173,7 @@ def main(argv=None):
         bce_fast.show_config()
         return 0
     try:
-        return _eval(args, parser)
+        return _eval(args)
     except _UsageError as exc:
         parser.exit(2, f"{PROG} eval: error: {exc}\n")
     except (OSError, ValueError, TypeError, IndexError, KeyError,

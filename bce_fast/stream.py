@@ -55,7 +55,7 @@ LOSSES = {
 _BINARY = {"binary_cross_entropy": ("weight",),
            "binary_cross_entropy_with_logits": ("weight", "pos_weight")}
 _CLASSES = {"cross_entropy": ("weight", "ignore_index", "label_smoothing", "axis"),
-            "nll_loss": ("weight", "ignore_index", "axis")}
+            "nll_loss": ("weight", "ignore_index")}
 
 #: Elements per chunk when `chunk_size` is not given (16 MB of float32): large
 #: enough that per-call costs (thread wake-up, validation) stay small.
@@ -352,6 +352,12 @@ class StreamResult:
         self.dtype, self.shape, self.path = np.dtype(dtype), tuple(shape), path
 
 
+def _close(*sources):
+    for src in sources:
+        if isinstance(src, _StreamSource):
+            src.close()
+
+
 def _class_axis(ndim, kwargs):
     axis = kwargs.get("axis")
     if axis is None:
@@ -438,6 +444,7 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
 
     if not chunked:   # class axis first: one call on the whole arrays
         xs, ts = x.whole(), t.whole()
+        _close(x, t)
         if reduction == "none":
             value = fn(xs, ts, reduction="none", **kwargs)
             dtype, shape, path = value.dtype, value.shape, None
@@ -524,9 +531,7 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
     finally:
         if bar is not None:
             bar.close()
-        for src in (x, t, *sides.values()):
-            if isinstance(src, _StreamSource):
-                src.close()
+        _close(x, t, *sides.values())
 
     if reduction == "none":
         if isinstance(dest, _NpyOut):

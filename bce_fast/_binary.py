@@ -129,8 +129,11 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
     xk, yk = to_kernel(x, ct), to_kernel(y, ct)
     row, wk, w_so, w_si, pwk, pw_so, pw_si = side_layout(
         [to_kernel(w, ct), to_kernel(pw, ct)], shape)
-    loss_buf = kernel_out(out, shape, ct) if reduction == "none" else None
-    grad_buf = kernel_out(grad_out, shape, ct) if want_grad else None
+    # BCE on probabilities validates as it goes: an error must not leave an
+    # input it was computing in place half overwritten.
+    avoid = inputs if kind == _core.KIND_BCE else ()
+    loss_buf = kernel_out(out, shape, ct, avoid) if reduction == "none" else None
+    grad_buf = kernel_out(grad_out, shape, ct, avoid) if want_grad else None
     scale = 1.0 / n if reduction == "mean" and n else 1.0
     total = 0.0
     if n:

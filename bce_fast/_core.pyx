@@ -17,6 +17,7 @@ cdef extern from "bf_kernels.h" nogil:
         BF_OK
         BF_ERR_DOMAIN
         BF_ERR_INDEX
+        BF_ERR_TARGET
         BF_F32
         BF_F64
 
@@ -112,8 +113,10 @@ cdef inline int64_t _side_need(int64_t n, int64_t row, int64_t so, int64_t si):
 
 
 cdef void _raise_status(int status) except *:
-    if status == BF_ERR_DOMAIN:
+    if status & BF_ERR_DOMAIN:
         raise ValueError("all elements of input should be between 0 and 1")
+    if status & BF_ERR_TARGET:
+        raise ValueError("all elements of target should be between 0 and 1")
     if status != BF_OK:
         raise SystemError(f"bce_fast internal error: kernel status {status}")
 

@@ -186,11 +186,14 @@ def check_out(out, shape, dtype, inputs, name="out"):
     return out
 
 
-def kernel_out(out, shape, dtype):
+def kernel_out(out, shape, dtype, avoid=()):
     """Array the kernel writes: `out` itself when the kernel can write it
-    directly, else a fresh array that `finish_out` copies into `out`."""
+    directly, else a fresh array that `finish_out` copies into `out`.  A
+    kernel that can fail part-way passes its inputs as `avoid`, so that an
+    `out` aliasing one of them is only written after success."""
     if out is not None and out.dtype == dtype and out.flags.c_contiguous \
-            and out.dtype.isnative:
+            and out.dtype.isnative \
+            and not any(a is not None and np.may_share_memory(out, a) for a in avoid):
         return out
     return np.empty(shape, dtype=dtype)
 

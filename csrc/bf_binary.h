@@ -13,14 +13,15 @@
  * Formulas (one per quantity, shared by loss and gradient):
  *   e = exp(-|x|),  L = log1p(e)
  *   softplus(x)  = max(x, 0)  + L,   softplus(-x) = max(-x, 0) + L
- *   sigmoid(x)   = (x >= 0 ? 1 : e) / (1 + e)
+ *   sigmoid(x)   = (x >= 0 ? 1 : e) / (1 + e)   (bf_ratio1p: one rounding)
  *   BCE-logits   = c0 softplus(x) + c1 softplus(-x),  c0 = w (1 - y), c1 = w pw y
  *                  (both terms non-negative for y in [0, 1]: no cancellation,
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
  *                  when its softplus is inf)
  *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x)
  *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)),
- *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps);
+ *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps;
+ *                  targets outside [0, 1] are an error, as in PyTorch);
  *                  a tile whose targets are all 0 or 1 takes one logarithm
  *                  per element, of p or of 1 - p, instead of two
  */
@@ -68,7 +69,7 @@ static inline T BF_FN(sigmoid_elem)(T x)
 {
     T a = x < 0 ? -x : x;
     T e = bf_exp_neg(-a);
-    return (x >= 0 ? (T)1 : e) / ((T)1 + e);
+    return bf_ratio1p(x >= 0 ? (T)1 : e, e);
 }
 
 /* log_sigmoid(x) = -softplus(-x) */
@@ -193,7 +194,7 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, T *loss, T *gr
         *loss = -w * (y * lp + ((T)1 - y) * lq);
     }
     T den = p * ((T)1 - p);
-    den = den < (T)1e-12 ? (T)1e-12 : den;
+    den = den < (T)1e-12f ? (T)1e-12f : den;   /* PyTorch clamps at float(1e-12) */
     *grad = gs * (w * (p - y) / den);
 }
 
@@ -242,10 +243,14 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
-        int hard = 1;
-#pragma omp simd reduction(& : hard)
-        for (int64_t i = 0; i < m; i++)
+        int hard = 1, tbad = 0;
+#pragma omp simd reduction(& : hard) reduction(| : tbad)
+        for (int64_t i = 0; i < m; i++) {
             hard &= (yt[i] == 0) | (yt[i] == 1);
+            tbad |= !(yt[i] >= 0 && yt[i] <= 1);
+        }
+        if (tbad)
+            return BF_ERR_TARGET;
         if (hard)
             bad |= BF_FN(bce_tile)(xt, yt, w, gs, 1, l, g, m);
         else

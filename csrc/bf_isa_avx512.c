@@ -2,6 +2,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
 #endif
+#define BF_HAVE_FMA 1
 #define BF_ISA_TABLE bf_isa_avx512
 #define BF_ISA_NAME "avx512"
 #include "bf_isa_body.h"

@@ -186,3 +186,41 @@ def test_bench_missing_harness_message(monkeypatch, capsys):
 def test_no_command_is_a_usage_error():
     res = run()
     assert res.returncode == 2 and "usage: bce-fast" in res.stderr
+
+
+def test_progress_bar_on_a_terminal_only(files):
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+    import threading
+    d = files[0]
+    args = ["eval", "bce_with_logits", "--input", str(d / "x.npy"), "--target",
+            str(d / "y.npy"), "--chunk-size", "100"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:          # EIO once the child has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        proc = subprocess.run(CMD + args, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    assert proc.returncode == 0
+    float(proc.stdout)                        # stdout holds only the value
+    err = b"".join(chunks).decode(errors="replace")
+    assert "binary_cross_entropy_with_logits" in err and "/3.00k" in err, err

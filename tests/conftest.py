@@ -128,6 +128,8 @@ def with_layout(a, layout):
     'bigendian' (non-native byte order), 'fortran', or '0d' (a 0-d array;
     `a` must have one element)."""
     a = np.asarray(a)
+    if a.ndim == 0 and layout in ("contiguous", "negstride", "fortran"):
+        return a.copy()     # np.ascontiguousarray & co. would make it 1-d
     if layout == "contiguous":
         return np.ascontiguousarray(a).copy()
     if layout == "strided":

@@ -413,13 +413,36 @@ def test_probability_error_leaves_in_place_input_alone_when_out_differs(spec, rn
 
 
 NONFINITE = [np.nan, np.inf, -np.inf]
+PROBS = [s for s in BINARY if s.probs]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1.5, -0.25], ids=str)
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+@pytest.mark.parametrize("spec", PROBS, ids=_ids(PROBS))
+def test_bce_targets_outside_0_1_raise(spec, reduction, bad, rng):
+    """BCE on probabilities: targets must lie in [0, 1] too (PyTorch 2.13)."""
+    kw = valid(spec, rng)
+    kw["reduction"] = reduction
+    kw["target"][2, 1] = bad
+    expect_error(spec, kw, ValueError, "target")
+
+
+@pytest.mark.parametrize("spec", PROBS, ids=_ids(PROBS))
+def test_bce_domain_error_in_place_leaves_input_untouched(spec, rng):
+    """out= is the input itself and an element is invalid: the error is
+    raised and the input keeps its values (no partial write)."""
+    kw = valid(spec, rng)
+    kw["reduction"] = "none"
+    kw["input"][2, 4] = 2.0
+    kw["out"] = kw["input"]
+    expect_error(spec, kw, ValueError, "input")
 
 
 @pytest.mark.parametrize("bad", NONFINITE, ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("spec,arg",
-                         [p for p in _arg_cases(BINARY, "targets") + _arg_cases(BINARY, "sides")]
-                         + [p for p in _arg_cases(BINARY, "floats")
-                            if not p.values[0].probs])
+                         [p for p in _arg_cases(BINARY, "targets") + _arg_cases(BINARY, "sides")
+                          + _arg_cases(BINARY, "floats")
+                          if not (p.values[0].probs and p.values[1] in ("input", "target"))])
 def test_nonfinite_values_are_computed(spec, arg, bad, rng):
     """NaN/inf in targets, weights and logits propagate the IEEE way (the
     result equals the reference's, NaN where it has NaN)."""

@@ -47,4 +47,5 @@ const bf_isa_table BF_ISA_TABLE = {
     .bce = BF_PAIR(bce_chunk),
     .softmax_rows = BF_PAIR(softmax_rows_chunk),
     .softmax_inner = BF_PAIR(softmax_inner_chunk),
+    .softmax_small = BF_PAIR(softmax_small_chunk),
 };

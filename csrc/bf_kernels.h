@@ -61,6 +61,9 @@ enum {
     BF_SM_NLL = 4,              /* NLL on log-probabilities */
 };
 
+/* Rows (inner == 1) of at most this many classes are processed column-wise. */
+#define BF_SM_SMALL_C 32
+
 typedef struct {
     int kind;
     int64_t outer, C, inner;
@@ -85,7 +88,7 @@ typedef struct {
     const char *name;
     bf_chunk_fn sigmoid[2], log_sigmoid[2];
     bf_chunk_fn bce_logits[2], bce[2];
-    bf_chunk_fn softmax_rows[2], softmax_inner[2];     /* bf_softmax.h */
+    bf_chunk_fn softmax_rows[2], softmax_inner[2], softmax_small[2];    /* bf_softmax.h */
 } bf_isa_table;
 
 extern const bf_isa_table bf_isa_baseline, bf_isa_avx2, bf_isa_avx512;

@@ -42,6 +42,72 @@
  * the losses of a chunk are added in position order in double.
  */
 
+#ifndef BF_SOFTMAX_PRIMITIVES
+#define BF_SOFTMAX_PRIMITIVES
+/*
+ * exp(z) for z <= 0 (or -inf, or NaN): bf_exp's method and polynomial
+ * (bf_math.h, about 1 ULP) without what z <= 0 makes dead -- the overflow
+ * clamp and select, the NaN select (NaN flows through the arithmetic) -- and
+ * with the exponent split k = ceil(k/2) + floor(k/2) done by a logical shift
+ * of -k >= 0.  Every exponential of the softmax family has z = x - max <= 0.
+ */
+static inline float bf_sm_expneg_f32(float z)
+{
+    const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
+    float zc = z < -104.0f ? -104.0f : z;                /* exp(-104) rounds to 0 */
+    float t = zc * 1.44269504088896341f + magic;
+    float n = t - magic;
+    int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));     /* in [-150, 0] */
+    float r = zc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = (r * r) * p + r + 1.0f;
+    int32_t k1 = -(int32_t)((0u - (uint32_t)k) >> 1);
+    int32_t k2 = k - k1;                                 /* both in [-75, 0] */
+    y = y * bf_from_bits_f32((uint32_t)(k1 + 127) << 23);
+    return y * bf_from_bits_f32((uint32_t)(k2 + 127) << 23);
+}
+
+static inline double bf_sm_expneg_f64(double z)
+{
+    const double magic = 6755399441055744.0;             /* 1.5 * 2^52 */
+    double zc = z < -746.0 ? -746.0 : z;
+    double t = zc * 1.4426950408889634074 + magic;
+    double n = t - magic;
+    int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));     /* in [-1077, 0] */
+    double r = zc - n * 6.93147180369123816490e-01;
+    r = r - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;                       /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    double y = (r * r) * p + r + 1.0;
+    int64_t k1 = -(int64_t)((0ull - (uint64_t)k) >> 1);
+    int64_t k2 = k - k1;
+    y = y * bf_from_bits_f64((uint64_t)(k1 + 1023) << 52);
+    return y * bf_from_bits_f64((uint64_t)(k2 + 1023) << 52);
+}
+
+#define bf_sm_expneg(z) _Generic((z), float: bf_sm_expneg_f32, double: bf_sm_expneg_f64)(z)
+#endif /* BF_SOFTMAX_PRIMITIVES */
+
+#ifndef BF_SM_SMALL_ROWS
+#define BF_SM_SMALL_ROWS 64     /* rows per transposed tile (<= BF_TILE) */
+#endif
+
 #define BF_SM_MAX BF_FN(sm_max)
 #define BF_SM_TSUM BF_FN(sm_tile_sum)
 #define BF_SM_ROW_SUMS BF_FN(sm_row_sums)
@@ -79,7 +145,8 @@ static inline double BF_SM_TSUM(const T *v, int64_t n)
  * *b = sum w_c t'_c, t'_c = tp_c keep + add.
  */
 static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
-                             const T *tp, T keep, T add, double *a, double *b)
+                             const T *tp, T keep, T add, double *a, double *b,
+                             const T *next)
 {
     T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE];
     double s = 0.0, sa = 0.0, sb = 0.0;
@@ -89,11 +156,16 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
         const T *xt = x + c0;
         T *dt = dst != NULL ? dst + c0 : junk;
         T cnt_t = 0;                    /* exact: n <= BF_TILE */
+        /* This sweep is compute-bound and the max sweep of the next row is
+         * memory-bound: fetch the next row now so the two overlap. */
+        if (next != NULL)
+            for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(next + c0 + j);
         if (w == NULL && dst == NULL) {
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_exp(xi - m);
+                T e = bf_sm_expneg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -102,7 +174,7 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_exp(xi - m);
+                T e = bf_sm_expneg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -113,7 +185,7 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_exp(xi - m);
+                T e = bf_sm_expneg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -126,7 +198,7 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_exp(xi - m);
+                T e = bf_sm_expneg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -163,6 +235,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     int bad = 0;
     for (int64_t r = lo; r < hi; r++) {
         const T *xr = x + r * C;
+        const T *next = r + 1 < hi ? xr + C : NULL;
         T *gr = p->grad != NULL ? (T *)p->grad + r * C : NULL;
         T *hr = p->hess != NULL ? (T *)p->hess + r * C : NULL;
         double gs = p->grad_scale * (gu != NULL ? (double)gu[r] : 1.0);
@@ -171,13 +244,13 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             T *orow = out + r * C;
             T m = BF_SM_MAX(xr, C);
             if (kind == BF_SM_SOFTMAX) {
-                double s = BF_SM_ROW_SUMS(xr, C, m, orow, NULL, NULL, 0, 0, &a, &b);
+                double s = BF_SM_ROW_SUMS(xr, C, m, orow, NULL, NULL, 0, 0, &a, &b, next);
                 T rinv = (T)(1.0 / (1.0 + s));
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
                     orow[i] = orow[i] * rinv;
             } else {
-                double s = BF_SM_ROW_SUMS(xr, C, m, NULL, NULL, NULL, 0, 0, &a, &b);
+                double s = BF_SM_ROW_SUMS(xr, C, m, NULL, NULL, NULL, 0, 0, &a, &b, next);
                 T L = (T)bf_log1p_f64(s);
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
@@ -189,7 +262,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
         if (kind == BF_SM_CE_PROB) {
             const T *tr = (const T *)p->ptarget + r * C;
             T m = BF_SM_MAX(xr, C);
-            double s = BF_SM_ROW_SUMS(xr, C, m, gr, w, tr, keep, add, &a, &b);
+            double s = BF_SM_ROW_SUMS(xr, C, m, gr, w, tr, keep, add, &a, &b, next);
             double L = C > 0 ? bf_log1p_f64(s) : 0.0;
             double l = a + L * b;
             if (out != NULL)
@@ -237,7 +310,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
         T xt = xr[t];
         T m = BF_SM_MAX(xr, C);
         double q = 0.0;
-        double s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b);
+        double s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b, next);
         double L = bf_log1p_f64(s);
         double nll = ((double)m - (double)xt) + L;
         double l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (q + L * wsum)
@@ -278,23 +351,239 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     return bad ? BF_ERR_INDEX : BF_OK;
 }
 
-/* --------------------------------------------------- inner (inner > 1) */
+/* ------------------------------------------- blocks of positions (columns) */
 
+/*
+ * n <= BF_TILE positions pos..pos+n-1 whose class c sits at xb[c*cs + i]
+ * (ptarget at pb, map output at ob, gradient at gb: same layout), vectorized
+ * across the positions.  Per-position results (losses, targets, grad_up) are
+ * indexed by pos + i.  Adds the losses and target weights to *sl, *sw.
+ */
+static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t cs,
+                           const T *xb, const T *pb, T *ob, T *gb, double *slp, double *swp)
+{
+    const int64_t C = p->C;
+    const int kind = p->kind;
+    const T *w = (const T *)p->w, *gu = (const T *)p->grad_up;
+    T *out = (T *)p->out;
+    const double eps = p->eps, wsum = p->wsum;
+    const int smooth = eps != 0.0;
+    const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
+    T *eb = kind == BF_SM_SOFTMAX ? ob : gb;     /* where e_c is kept, or NULL */
+    T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
+    T at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
+    double s[BF_TILE], a[BF_TILE], b[BF_TILE], cnt[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
+    int64_t tv[BF_TILE];
+    double sl = 0.0, sw = 0.0;
+    int bad = 0;
+
+    for (int64_t i = 0; i < n; i++) {
+        gsv[i] = p->grad_scale * (gu != NULL ? (double)gu[pos + i] : 1.0);
+        tv[i] = -1;
+    }
+    if (kind == BF_SM_CE || kind == BF_SM_NLL) {
+        for (int64_t i = 0; i < n; i++) {
+            int64_t t = p->target[pos + i];
+            int ign = t == p->ignore_index;
+            int oob = !ign && (t < 0 || t >= C);
+            bad |= oob;
+            if (!ign && !oob) {
+                tv[i] = t;
+                xtv[i] = xb[t * cs + i];
+                sw += (double)w[t];
+            }
+        }
+    }
+    if (kind == BF_SM_NLL) {
+        for (int64_t i = 0; i < n; i++) {
+            double l = tv[i] < 0 ? 0.0 : -(double)w[tv[i]] * (double)xtv[i];
+            if (out != NULL)
+                out[pos + i] = (T)l;
+            sl += l;
+        }
+        if (gb != NULL) {
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t i = 0; i < n; i++)
+                    gb[c * cs + i] = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (tv[i] >= 0)
+                    gb[tv[i] * cs + i] = (T)(-gsv[i] * (double)w[tv[i]]);
+        }
+        goto done;
+    }
+
+    /* max */
+    for (int64_t i = 0; i < n; i++)
+        m[i] = -(T)__builtin_inf();
+    for (int64_t c = 0; c < C; c++) {
+        const T *xc = xb + c * cs;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            m[i] = xc[i] > m[i] ? xc[i] : m[i];
+    }
+    /* exp and sums: each position adds its classes in order (s in double;
+     * the others in T over groups of 16 classes, group totals in double) */
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = a[i] = b[i] = 0.0;
+        cnt[i] = 0;
+    }
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        int64_t c1 = C - c0 < 16 ? C : c0 + 16;
+        for (int64_t i = 0; i < n; i++)
+            at[i] = bt[i] = ct[i] = 0;
+        for (int64_t c = c0; c < c1; c++) {
+            const T *xc = xb + c * cs;
+            T *ec = eb != NULL ? eb + c * cs : Lv;
+            if (kind == BF_SM_CE_PROB) {
+                const T *tc = pb + c * cs;
+                T wc = w[c];
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    int eq = xi == m[i];
+                    ct[i] += eq ? (T)1 : (T)0;
+                    s[i] += eq ? 0.0 : (double)e;
+                    T wtp = wc * (tc[i] * keep + add);
+                    at[i] += wtp * (m[i] - xi);
+                    bt[i] += wtp;
+                    ec[i] = e;
+                }
+            } else if (kind == BF_SM_CE && smooth) {
+                T wc = w[c];
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    int eq = xi == m[i];
+                    ct[i] += eq ? (T)1 : (T)0;
+                    s[i] += eq ? 0.0 : (double)e;
+                    at[i] += wc * (m[i] - xi);
+                    ec[i] = e;
+                }
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    int eq = xi == m[i];
+                    ct[i] += eq ? (T)1 : (T)0;
+                    s[i] += eq ? 0.0 : (double)e;
+                    ec[i] = e;
+                }
+            }
+        }
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            a[i] += (double)at[i];
+            b[i] += (double)bt[i];
+            cnt[i] += (double)ct[i];
+        }
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        s[i] += cnt[i] - 1.0;
+        s[i] = m[i] == (T)__builtin_inf() ? (double)__builtin_nan("") : s[i];
+    }
+
+    if (kind == BF_SM_SOFTMAX) {
+        for (int64_t i = 0; i < n; i++)
+            Lv[i] = (T)(1.0 / (1.0 + s[i]));
+        for (int64_t c = 0; c < C; c++) {
+            T *oc = ob + c * cs;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                oc[i] = oc[i] * Lv[i];
+        }
+        goto done;
+    }
+    if (kind == BF_SM_LOG_SOFTMAX) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            Lv[i] = (T)bf_log1p_f64(s[i]);
+        for (int64_t c = 0; c < C; c++) {
+            const T *xc = xb + c * cs;
+            T *oc = ob + c * cs;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                oc[i] = (xc[i] - m[i]) - Lv[i];
+        }
+        goto done;
+    }
+
+    /* losses */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        etv[i] = C > 0 ? bf_log1p_f64(s[i]) : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double L = etv[i], l;
+        if (kind == BF_SM_CE_PROB) {
+            l = a[i] + L * b[i];
+        } else if (tv[i] < 0) {
+            l = 0.0;
+        } else {
+            double wt = (double)w[tv[i]];
+            double nll = ((double)m[i] - (double)xtv[i]) + L;
+            l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a[i] + L * wsum)
+                       : wt * nll;
+        }
+        if (out != NULL)
+            out[pos + i] = (T)l;
+        sl += l;
+    }
+    if (gb == NULL)
+        goto done;
+
+    /* gradient: e_c is in gb */
+    if (kind == BF_SM_CE_PROB) {
+        for (int64_t i = 0; i < n; i++) {
+            cpv[i] = (T)(gsv[i] * b[i] / (1.0 + s[i]));
+            Gv[i] = (T)gsv[i];
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const T *tc = pb + c * cs;
+            T *gc = gb + c * cs;
+            T wc = w[c];
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                gc[i] = cpv[i] * gc[i] - Gv[i] * (wc * (tc[i] * keep + add));
+        }
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int ok = tv[i] >= 0;
+        double wt = ok ? (double)w[tv[i]] : 0.0;
+        double Bt = gsv[i] * (1.0 - eps) * wt, E = ok ? gsv[i] * eps / (double)C : 0.0;
+        cpv[i] = (T)((Bt + E * wsum) / (1.0 + s[i]));
+        cEv[i] = (T)E;
+        etv[i] = ok ? (double)gb[tv[i] * cs + i] : 0.0;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        T *gc = gb + c * cs;
+        T wc = smooth ? w[c] : (T)0;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            T g = cpv[i] * gc[i] - cEv[i] * wc;
+            gc[i] = tv[i] >= 0 ? g : (T)0;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (tv[i] < 0)
+            continue;
+        double wt = (double)w[tv[i]], rinv = 1.0 / (1.0 + s[i]);
+        double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
+        gb[tv[i] * cs + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
+                                 + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));
+    }
+done:
+    *slp += sl;
+    *swp += sw;
+    return bad;
+}
+
+/* inner > 1: blocks of neighbouring positions of one outer index. */
 static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
 {
     const bf_softmax *p = (const bf_softmax *)prob;
     const int64_t C = p->C, inner = p->inner;
-    const int kind = p->kind;
-    const T *x = (const T *)p->x, *w = (const T *)p->w, *gu = (const T *)p->grad_up;
-    const T *ptg = (const T *)p->ptarget;
-    T *out = (T *)p->out, *grad = (T *)p->grad;
-    const double eps = p->eps, wsum = p->wsum;
-    const int smooth = eps != 0.0;
-    const int is_map = kind == BF_SM_SOFTMAX || kind == BF_SM_LOG_SOFTMAX;
-    const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
-    T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
-    double s[BF_TILE], a[BF_TILE], b[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
-    int64_t cnt[BF_TILE], tv[BF_TILE];
+    const int is_map = p->kind == BF_SM_SOFTMAX || p->kind == BF_SM_LOG_SOFTMAX;
     double sl = 0.0, sw = 0.0;
     int bad = 0;
     int64_t n;
@@ -304,186 +593,54 @@ static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, 
         n = n < hi - pos ? n : hi - pos;
         n = n < BF_TILE ? n : BF_TILE;
         const int64_t base = o * C * inner + i0;     /* element (c, i) at base + c*inner + i */
-        const T *xb = x + base;
-        T *ob = is_map ? out + base : NULL;
-        T *gb = grad != NULL ? grad + base : NULL;
-        T *eb = kind == BF_SM_SOFTMAX ? ob : gb;     /* where e_c is kept, or NULL */
+        bad |= BF_FN(sm_block)(p, pos, n, inner, (const T *)p->x + base,
+                               p->ptarget != NULL ? (const T *)p->ptarget + base : NULL,
+                               is_map ? (T *)p->out + base : NULL,
+                               p->grad != NULL ? (T *)p->grad + base : NULL, &sl, &sw);
+    }
+    if (partial != NULL) {
+        partial[0] += sl;
+        partial[1] += sw;
+    }
+    return bad ? BF_ERR_INDEX : BF_OK;
+}
 
-        for (int64_t i = 0; i < n; i++) {
-            gsv[i] = p->grad_scale * (gu != NULL ? (double)gu[pos + i] : 1.0);
-            tv[i] = -1;
-        }
-        if (kind == BF_SM_CE || kind == BF_SM_NLL) {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t t = p->target[pos + i];
-                int ign = t == p->ignore_index;
-                int oob = !ign && (t < 0 || t >= C);
-                bad |= oob;
-                if (!ign && !oob) {
-                    tv[i] = t;
-                    xtv[i] = xb[t * inner + i];
-                    sw += (double)w[t];
-                }
-            }
-        }
-        if (kind == BF_SM_NLL) {
-            for (int64_t i = 0; i < n; i++) {
-                double l = tv[i] < 0 ? 0.0 : -(double)w[tv[i]] * (double)xtv[i];
-                if (out != NULL)
-                    out[pos + i] = (T)l;
-                sl += l;
-            }
-            if (gb != NULL) {
-                for (int64_t c = 0; c < C; c++)
-                    for (int64_t i = 0; i < n; i++)
-                        gb[c * inner + i] = 0;
-                for (int64_t i = 0; i < n; i++)
-                    if (tv[i] >= 0)
-                        gb[tv[i] * inner + i] = (T)(-gsv[i] * (double)w[tv[i]]);
-            }
-            continue;
-        }
-
-        /* max */
+/*
+ * inner == 1 and C <= BF_SM_SMALL_C: per-row work would dominate, so tiles of
+ * BF_SM_SMALL_ROWS rows are transposed into (C, rows) buffers and run as a
+ * block of positions; map outputs and gradients are transposed back (which
+ * also makes out == x safe).
+ */
+static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C;
+    const int is_map = p->kind == BF_SM_SOFTMAX || p->kind == BF_SM_LOG_SOFTMAX;
+    T *dst = is_map ? (T *)p->out : (T *)p->grad;
+    T xbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS], pbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
+    T obuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
+    double sl = 0.0, sw = 0.0;
+    int bad = 0;
+    int64_t n;
+    for (int64_t pos = lo; pos < hi; pos += n) {
+        n = hi - pos < BF_SM_SMALL_ROWS ? hi - pos : BF_SM_SMALL_ROWS;
+        const T *xr = (const T *)p->x + pos * C;
         for (int64_t i = 0; i < n; i++)
-            m[i] = -(T)__builtin_inf();
-        for (int64_t c = 0; c < C; c++) {
-            const T *xc = xb + c * inner;
-#pragma omp simd
+            for (int64_t c = 0; c < C; c++)
+                xbuf[c * n + i] = xr[i * C + c];
+        if (p->ptarget != NULL) {
+            const T *pr = (const T *)p->ptarget + pos * C;
             for (int64_t i = 0; i < n; i++)
-                m[i] = xc[i] > m[i] ? xc[i] : m[i];
+                for (int64_t c = 0; c < C; c++)
+                    pbuf[c * n + i] = pr[i * C + c];
         }
-        /* exp and sums */
-        for (int64_t i = 0; i < n; i++) {
-            s[i] = a[i] = b[i] = 0.0;
-            cnt[i] = 0;
-        }
-        for (int64_t c = 0; c < C; c++) {
-            const T *xc = xb + c * inner;
-            T *ec = eb != NULL ? eb + c * inner : NULL;
-            if (kind == BF_SM_CE_PROB) {
-                const T *tc = ptg + base + c * inner;
-                T wc = w[c];
-#pragma omp simd
-                for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_exp(xi - m[i]);
-                    int eq = xi == m[i];
-                    cnt[i] += eq;
-                    s[i] += eq ? 0.0 : (double)e;
-                    T wtp = wc * (tc[i] * keep + add);
-                    a[i] += (double)(wtp * (m[i] - xi));
-                    b[i] += (double)wtp;
-                }
-                if (ec != NULL)
-#pragma omp simd
-                    for (int64_t i = 0; i < n; i++)
-                        ec[i] = bf_exp(xc[i] - m[i]);
-            } else {
-                T wc = kind == BF_SM_CE && smooth ? w[c] : (T)0;
-#pragma omp simd
-                for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_exp(xi - m[i]);
-                    int eq = xi == m[i];
-                    cnt[i] += eq;
-                    s[i] += eq ? 0.0 : (double)e;
-                    a[i] += (double)(wc * (m[i] - xi));
-                    Lv[i] = e;
-                }
-                if (ec != NULL)
-#pragma omp simd
-                    for (int64_t i = 0; i < n; i++)
-                        ec[i] = Lv[i];
-            }
-        }
-        for (int64_t i = 0; i < n; i++) {
-            s[i] += (double)(cnt[i] - 1);
-            s[i] = m[i] == (T)__builtin_inf() ? (double)__builtin_nan("") : s[i];
-        }
-
-        if (kind == BF_SM_SOFTMAX) {
+        bad |= BF_FN(sm_block)(p, pos, n, n, xbuf, pbuf, is_map ? obuf : NULL,
+                               p->grad != NULL ? obuf : NULL, &sl, &sw);
+        if (dst != NULL) {
+            T *dr = dst + pos * C;
             for (int64_t i = 0; i < n; i++)
-                Lv[i] = (T)(1.0 / (1.0 + s[i]));
-            for (int64_t c = 0; c < C; c++) {
-                T *oc = ob + c * inner;
-#pragma omp simd
-                for (int64_t i = 0; i < n; i++)
-                    oc[i] = oc[i] * Lv[i];
-            }
-            continue;
-        }
-        if (kind == BF_SM_LOG_SOFTMAX) {
-            for (int64_t i = 0; i < n; i++)
-                Lv[i] = (T)bf_log1p_f64(s[i]);
-            for (int64_t c = 0; c < C; c++) {
-                const T *xc = xb + c * inner;
-                T *oc = ob + c * inner;
-#pragma omp simd
-                for (int64_t i = 0; i < n; i++)
-                    oc[i] = (xc[i] - m[i]) - Lv[i];
-            }
-            continue;
-        }
-
-        /* losses */
-        for (int64_t i = 0; i < n; i++) {
-            double L = C > 0 ? bf_log1p_f64(s[i]) : 0.0, l;
-            if (kind == BF_SM_CE_PROB) {
-                l = a[i] + L * b[i];
-            } else if (tv[i] < 0) {
-                l = 0.0;
-            } else {
-                double wt = (double)w[tv[i]];
-                double nll = ((double)m[i] - (double)xtv[i]) + L;
-                l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a[i] + L * wsum)
-                           : wt * nll;
-            }
-            if (out != NULL)
-                out[pos + i] = (T)l;
-            sl += l;
-        }
-        if (gb == NULL)
-            continue;
-
-        /* gradient: e_c is in gb */
-        if (kind == BF_SM_CE_PROB) {
-            for (int64_t i = 0; i < n; i++) {
-                cpv[i] = (T)(gsv[i] * b[i] / (1.0 + s[i]));
-                Gv[i] = (T)gsv[i];
-            }
-            for (int64_t c = 0; c < C; c++) {
-                const T *tc = ptg + base + c * inner;
-                T *gc = gb + c * inner;
-                T wc = w[c];
-#pragma omp simd
-                for (int64_t i = 0; i < n; i++)
-                    gc[i] = cpv[i] * gc[i] - Gv[i] * (wc * (tc[i] * keep + add));
-            }
-            continue;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            int ok = tv[i] >= 0;
-            double wt = ok ? (double)w[tv[i]] : 0.0;
-            double Bt = gsv[i] * (1.0 - eps) * wt, E = ok ? gsv[i] * eps / (double)C : 0.0;
-            cpv[i] = (T)((Bt + E * wsum) / (1.0 + s[i]));
-            cEv[i] = (T)E;
-            etv[i] = ok ? (double)gb[tv[i] * inner + i] : 0.0;
-        }
-        for (int64_t c = 0; c < C; c++) {
-            T *gc = gb + c * inner;
-            T wc = smooth ? w[c] : (T)0;
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) {
-                T g = cpv[i] * gc[i] - cEv[i] * wc;
-                gc[i] = tv[i] >= 0 ? g : (T)0;
-            }
-        }
-        for (int64_t i = 0; i < n; i++) {
-            if (tv[i] < 0)
-                continue;
-            double wt = (double)w[tv[i]], rinv = 1.0 / (1.0 + s[i]);
-            double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
-            gb[tv[i] * inner + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
-                                        + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));
+                for (int64_t c = 0; c < C; c++)
+                    dr[i * C + c] = obuf[c * n + i];
         }
     }
     if (partial != NULL) {

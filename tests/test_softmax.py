@@ -18,8 +18,10 @@ from bce_fast import _reference as ref
 REDUCTIONS = ["none", "mean", "sum"]
 FLOATS = [np.float32, np.float64]
 FIDS = ["f32", "f64"]
-SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2), (6, 1), (0, 4), (3, 300)]
-SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide"]
+# rows of C <= 32 classes take the small-C (column-wise) kernel, wider ones the row kernel
+SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2), (6, 1), (0, 4), (3, 300),
+          (200, 3)]
+SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide", "tall"]
 
 
 def logits(shape, dtype, rng, scale=4.0):

@@ -13,8 +13,9 @@ from bce_fast import _reference as ref
 REDUCTIONS = ["none", "mean", "sum"]
 FLOATS = [np.float32, np.float64]
 FIDS = ["f32", "f64"]
-SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 3, 2, 2, 2), (4, 1), (0, 3)]
-SIDS = ["C", "NC", "NCd", "NCddd", "C1", "N0"]
+# C <= 32 rows go column-wise (small-C kernel); (3, 45) and (45,) take the row kernel
+SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 3, 2, 2, 2), (4, 1), (0, 3), (3, 45), (45,)]
+SIDS = ["C", "NC", "NCd", "NCddd", "C1", "N0", "wide", "C45"]
 
 
 def close(got, want, dtype, scale):

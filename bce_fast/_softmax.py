@@ -5,6 +5,7 @@ is handled without copying a C-contiguous input; one kernel call per function
 computes the loss, its reduction and, for the ``*_and_grad`` variants, the
 gradient (bce_fast._core.softmax_family, csrc/bf_softmax.h).
 """
+import math
 import operator
 
 import numpy as np
@@ -35,9 +36,7 @@ def _axis(axis, ndim, name="axis"):
 
 def _layout(shape, ax):
     """(outer, C, inner) of `shape` around axis `ax`."""
-    outer = int(np.prod(shape[:ax], dtype=np.int64))
-    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
-    return outer, int(shape[ax]), inner
+    return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
 
 
 def _pick_axis(axis, dim, default):
@@ -242,8 +241,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         loss = rt.type(total)
     else:
         den = npos if prob else wtotal
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loss = rt.type(np.float64(total) / den if den else np.nan)
+        loss = rt.type(total / den if den else math.nan)
     if not want_grad:
         return loss
     return loss, finish_out(grad_buf, grad_out, rt)

@@ -211,6 +211,8 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         tk, pk = np.asarray(t, dtype=np.int64, order="C"), None
     loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
     grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
+    if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
+        grad_buf = np.empty(x.shape, dtype=ct)      # the kernel re-reads the target
     if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
         g_up = g_up.copy()
 

@@ -161,6 +161,10 @@ def test_grad_out_handling(rng):
     loss3, g3 = bce_fast.cross_entropy_and_grad(y, t, grad_out=y)
     assert g3 is y and loss3 == loss
     np.testing.assert_array_equal(y, want)
+    p = np.full((5, 6), 1 / 6, np.float32)                   # grad_out is the target
+    want_p = bce_fast.cross_entropy_and_grad(x, p.copy())[1]
+    assert bce_fast.cross_entropy_and_grad(x, p, grad_out=p)[1] is p
+    np.testing.assert_array_equal(p, want_p)
     gT = np.empty((6, 5), np.float32).T                       # non-contiguous
     bce_fast.cross_entropy_and_grad(x, t, grad_out=gT)
     np.testing.assert_array_equal(gT, want)

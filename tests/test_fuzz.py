@@ -15,9 +15,10 @@ overflow allowance at the edge of the dtype's range, ``eps * max(|p|, |y|)``
 cancels, and for the softmax family the conditioning ``1 + max |x_j - m|``
 of the row shift.
 
-Profiles: by default a bounded run (30 examples per test, the module in
-well under a minute on 2 cores); set ``BCE_FAST_FUZZ_EXAMPLES=N`` for a
-longer run, e.g.::
+Profiles: by default a bounded, derandomized run (30 fixed examples per
+test, the module in well under a minute on 2 cores); set
+``BCE_FAST_FUZZ_EXAMPLES=N`` for a longer run with fresh random examples
+(failures are saved in .hypothesis/ and replayed first next time), e.g.::
 
     BCE_FAST_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py -q
 
@@ -38,8 +39,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+LONG = "BCE_FAST_FUZZ_EXAMPLES" in os.environ
 MAX_EXAMPLES = int(os.environ.get("BCE_FAST_FUZZ_EXAMPLES", "30"))
+# The bounded (CI) profile is derandomized: the same examples every run, so
+# CI never turns red by luck; long runs explore new examples each time.
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, print_blob=True,
+                derandomize=not LONG, database=None if not LONG else settings.default.database,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 
@@ -459,3 +464,18 @@ def test_fuzz_cross_entropy_probability_targets(data):
     want = ref.cross_entropy(x, p, reduction=reduction, label_smoothing=eps)
     rtol = 8 * _eps(dtype) * (4 + _row_cond(x, 1))
     _compare(got, want, dtype, rtol=rtol, red_rtol=rtol)
+
+
+# ---------------------------------------------------------------- found by fuzzing
+
+
+@pytest.mark.xfail(reason="bug found by fuzzing: csrc/bf_binary.h computes w * (p - y) "
+                          "before dividing by the clamped p(1-p), so w * p underflows "
+                          "to a subnormal and rounds (2.8e-33 instead of 2.1e-33; "
+                          "PyTorch: 2.1e-33)", strict=False)
+def test_bce_grad_subnormal_probability():
+    p = np.array([np.finfo(np.float32).smallest_subnormal], np.float32)
+    y = np.zeros(1, np.float32)
+    _, g = bce_fast.binary_cross_entropy_and_grad(p, y, 1.5, reduction="none")
+    want = ref.binary_cross_entropy_grad(p, y, 1.5, reduction="none")
+    assert_matches(g, want, np.float32, what="grad")

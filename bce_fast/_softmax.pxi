@@ -1,6 +1,8 @@
 # Binding of the softmax family (csrc/bf_softmax.h, csrc/bf_softmax.c);
 # included at the end of _core.pyx, so it shares _buf and _dtype_code.
 
+import numpy as np
+
 cdef extern from "bf_kernels.h" nogil:
     enum:
         BF_SM_SOFTMAX
@@ -24,8 +26,10 @@ cdef extern from "bf_kernels.h" nogil:
         void *hess
         const void *grad_up
         double grad_scale
+        double *scratch
 
     int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
+    int64_t bf_softmax_scratch(const bf_softmax *p)
 
 
 SM_SOFTMAX = BF_SM_SOFTMAX
@@ -91,6 +95,12 @@ def softmax_family(int kind, cnp.ndarray x, int64_t outer, int64_t C, int64_t in
         raise SystemError("bce_fast internal error: loss without probabilities")
     if p.hess != NULL and (kind != BF_SM_CE or inner != 1 or p.grad == NULL or eps != 0.0):
         raise SystemError("bce_fast internal error: Hessian only for class-index CE rows")
+    cdef cnp.ndarray scratch = None
+    p.scratch = NULL
+    cdef int64_t nscratch = bf_softmax_scratch(&p)
+    if nscratch > 0:
+        scratch = np.empty(nscratch, dtype=np.float64)
+        p.scratch = <double *>cnp.PyArray_DATA(scratch)
     with nogil:
         status = bf_softmax_run(dt, &p, sums if want_sum else NULL)
     if status != BF_OK and status != BF_ERR_INDEX:

@@ -48,4 +48,7 @@ const bf_isa_table BF_ISA_TABLE = {
     .softmax_rows = BF_PAIR(softmax_rows_chunk),
     .softmax_inner = BF_PAIR(softmax_inner_chunk),
     .softmax_small = BF_PAIR(softmax_small_chunk),
+    .softmax_split_partial = BF_PAIR(softmax_split_partial),
+    .softmax_split_combine = BF_PAIR(softmax_split_combine),
+    .softmax_split_finish = BF_PAIR(softmax_split_finish),
 };

@@ -63,6 +63,15 @@ enum {
 
 /* Rows (inner == 1) of at most this many classes are processed column-wise. */
 #define BF_SM_SMALL_C 32
+/* Fewer than BF_SM_SPLIT_ROWS rows (inner == 1) of at least BF_SM_SPLIT_C
+ * classes are also split over blocks of BF_SM_SPLIT_BLOCK classes, so that
+ * threads share a long row; the caller provides bf_softmax_scratch(p)
+ * doubles in p->scratch. */
+#define BF_SM_SPLIT_ROWS 16
+#define BF_SM_SPLIT_C 65536
+#define BF_SM_SPLIT_BLOCK 16384
+#define BF_SM_SPLIT_FIELDS 5
+#define BF_SM_SPLIT_FINAL 5
 
 typedef struct {
     int kind;
@@ -79,6 +88,7 @@ typedef struct {
     void *hess;                 /* softmax Hessian diagonal (like x; CE, inner == 1) or NULL */
     const void *grad_up;        /* factor per position on grad and hess, or NULL */
     double grad_scale;          /* factor on grad (1/denominator for a mean) */
+    double *scratch;            /* bf_softmax_scratch(p) doubles, or NULL if 0 */
 } bf_softmax;
 
 /* A chunk of a problem: units [lo, hi); adds its partial sums to partial[0..]. */
@@ -89,6 +99,7 @@ typedef struct {
     bf_chunk_fn sigmoid[2], log_sigmoid[2];
     bf_chunk_fn bce_logits[2], bce[2];
     bf_chunk_fn softmax_rows[2], softmax_inner[2], softmax_small[2];    /* bf_softmax.h */
+    bf_chunk_fn softmax_split_partial[2], softmax_split_combine[2], softmax_split_finish[2];
 } bf_isa_table;
 
 extern const bf_isa_table bf_isa_baseline, bf_isa_avx2, bf_isa_avx512;
@@ -127,5 +138,7 @@ int bf_logistic_grad_hess(int dtype, const bf_elementwise *p);
 /* Softmax family (bf_softmax.c): sums[0] = sum of losses, sums[1] = sum of
  * w[target] over non-ignored positions, when sums != NULL. */
 int bf_softmax_run(int dtype, const bf_softmax *p, double *sums);
+/* Doubles of scratch bf_softmax_run needs for p (0 for most shapes). */
+int64_t bf_softmax_scratch(const bf_softmax *p);
 
 #endif /* BF_KERNELS_H */

@@ -139,14 +139,15 @@ static inline double BF_SM_TSUM(const T *v, int64_t n)
 }
 
 /*
- * Sweep 2 of a contiguous row of C values with max m.  Returns s (see top);
- * stores e_c into dst when dst != NULL.  With w != NULL and tp == NULL also
+ * Sweep 2 over C contiguous values with max m.  Returns the sum of e_c over
+ * the c with x_c != m and puts the count of x_c == m in *cnt; stores e_c into
+ * dst when dst != NULL.  With w != NULL and tp == NULL also
  * *a = sum w_c (m - x_c); with both, *a = sum w_c t'_c (m - x_c) and
  * *b = sum w_c t'_c, t'_c = tp_c keep + add.
  */
-static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
-                             const T *tp, T keep, T add, double *a, double *b,
-                             const T *next)
+static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
+                                 const T *tp, T keep, T add, double *a, double *b,
+                                 const T *next, int64_t *cntp)
 {
     T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE];
     double s = 0.0, sa = 0.0, sb = 0.0;
@@ -215,6 +216,17 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
     }
     *a = sa;
     *b = sb;
+    *cntp = cnt;
+    return s;
+}
+
+/* s of a whole row (see top): the sum above plus (count of the max) - 1. */
+static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
+                             const T *tp, T keep, T add, double *a, double *b,
+                             const T *next)
+{
+    int64_t cnt;
+    double s = BF_FN(sm_seg_sums)(x, C, m, dst, w, tp, keep, add, a, b, next, &cnt);
     s += (double)(cnt - 1);
     return m == (T)__builtin_inf() ? (double)__builtin_nan("") : s;
 }
@@ -648,6 +660,209 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
         partial[1] += sw;
     }
     return bad ? BF_ERR_INDEX : BF_OK;
+}
+
+/* ------------------------------------------ few long rows, split over classes */
+
+/*
+ * inner == 1, few rows, many classes (bf_softmax.c decides from the shape
+ * only, so results do not depend on the thread count).  Three phases over a
+ * caller-provided scratch (BF_SM_SPLIT_FIELDS doubles per (row, block) of
+ * BF_SM_SPLIT_BLOCK classes, then BF_SM_SPLIT_FINAL per row):
+ *   partial: per block, its max m_b, S_b = sum of exp(x - m_b) over x != m_b,
+ *            the count of x == m_b, a_b (smoothing / probability sum relative
+ *            to m_b) and its weight total wb_b; e_c relative to m_b stored
+ *            into the map output or gradient;
+ *   combine: per row, in block order, m = max m_b,
+ *            s = sum_{m_b = m} S_b + sum_{m_b < m} (S_b + cnt_b) e^(m_b - m)
+ *                + (sum_{m_b = m} cnt_b - 1)   (no cancellation), the loss;
+ *   finish:  per block, the map or gradient with e_c rescaled by e^(m_b - m).
+ */
+static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C, B = BF_SM_SPLIT_BLOCK, nb = (C + B - 1) / B;
+    const int kind = p->kind;
+    const int smooth = p->eps != 0.0 && kind == BF_SM_CE;
+    const T keep = (T)(1.0 - p->eps), add = (T)(p->eps / (double)C);
+    const T *w = (const T *)p->w;
+    (void)partial;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t r = u / nb, c0 = (u % nb) * B;
+        int64_t n = C - c0 < B ? C - c0 : B;
+        const T *xs = (const T *)p->x + r * C + c0;
+        T *dst = kind == BF_SM_SOFTMAX ? (T *)p->out + r * C + c0
+                 : p->grad != NULL ? (T *)p->grad + r * C + c0 : NULL;
+        const T *ws = w != NULL && (smooth || kind == BF_SM_CE_PROB) ? w + c0 : NULL;
+        const T *ts = kind == BF_SM_CE_PROB ? (const T *)p->ptarget + r * C + c0 : NULL;
+        T m = BF_SM_MAX(xs, n);
+        double a = 0.0, b = 0.0;
+        int64_t cnt;
+        double S = BF_FN(sm_seg_sums)(xs, n, m, dst, ws, ts, keep, add, &a, &b, NULL, &cnt);
+        if (smooth) {
+            b = 0.0;
+            for (int64_t i = 0; i < n; i++)
+                b += (double)ws[i];
+        }
+        double *f = p->scratch + u * BF_SM_SPLIT_FIELDS;
+        f[0] = (double)m;
+        f[1] = S;
+        f[2] = (double)cnt;
+        f[3] = a;
+        f[4] = b;
+    }
+    return BF_OK;
+}
+
+static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C, B = BF_SM_SPLIT_BLOCK, nb = (C + B - 1) / B;
+    const int kind = p->kind;
+    const double eps = p->eps;
+    const int smooth = eps != 0.0 && kind == BF_SM_CE;
+    const T *w = (const T *)p->w;
+    T *out = (T *)p->out;
+    double *fin = p->scratch + p->outer * nb * BF_SM_SPLIT_FIELDS;
+    double sl = 0.0, sw = 0.0;
+    int bad = 0;
+    for (int64_t r = lo; r < hi; r++) {
+        const double *f = p->scratch + r * nb * BF_SM_SPLIT_FIELDS;
+        double m = -__builtin_inf();
+        for (int64_t b = 0; b < nb; b++)
+            m = f[b * BF_SM_SPLIT_FIELDS] > m ? f[b * BF_SM_SPLIT_FIELDS] : m;
+        double S = 0.0, cnt = 0.0, a = 0.0, wb = 0.0;
+        for (int64_t b = 0; b < nb; b++) {
+            const double *g = f + b * BF_SM_SPLIT_FIELDS;
+            if (g[0] == m) {
+                S += g[1];
+                cnt += g[2];
+                a += g[3];
+            } else {
+                S += (g[1] + g[2]) * bf_sm_expneg_f64(g[0] - m);
+                a += g[0] == -__builtin_inf() ? g[4] * __builtin_inf() : g[3] + (m - g[0]) * g[4];
+            }
+            wb += g[4];
+        }
+        double s = m == __builtin_inf() ? __builtin_nan("") : S + (cnt - 1.0);
+        double L = bf_log1p_f64(s), l = 0.0;
+        int valid = 1;
+        if (kind == BF_SM_CE) {
+            int64_t t = p->target[r];
+            int ign = t == p->ignore_index;
+            int oob = !ign && (t < 0 || t >= C);
+            bad |= oob;
+            valid = !ign && !oob;
+            if (valid) {
+                double wt = (double)w[t];
+                double nll = (m - (double)((const T *)p->x)[r * C + t]) + L;
+                l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a + L * p->wsum)
+                           : wt * nll;
+                sw += wt;
+            }
+        } else if (kind == BF_SM_CE_PROB) {
+            l = a + L * wb;
+        }
+        if (kind == BF_SM_CE || kind == BF_SM_CE_PROB) {
+            if (out != NULL)
+                out[r] = (T)l;
+            sl += l;
+        }
+        double *q = fin + r * BF_SM_SPLIT_FINAL;
+        q[0] = m;
+        q[1] = s;
+        q[2] = L;
+        q[3] = wb;
+        q[4] = valid;
+    }
+    if (partial != NULL) {
+        partial[0] += sl;
+        partial[1] += sw;
+    }
+    return bad ? BF_ERR_INDEX : BF_OK;
+}
+
+static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    const bf_softmax *p = (const bf_softmax *)prob;
+    const int64_t C = p->C, B = BF_SM_SPLIT_BLOCK, nb = (C + B - 1) / B;
+    const int kind = p->kind;
+    const double eps = p->eps;
+    const int smooth = eps != 0.0 && kind == BF_SM_CE;
+    const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
+    const T *w = (const T *)p->w, *gu = (const T *)p->grad_up;
+    const double *fin = p->scratch + p->outer * nb * BF_SM_SPLIT_FIELDS;
+    (void)partial;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t r = u / nb, c0 = (u % nb) * B;
+        int64_t n = C - c0 < B ? C - c0 : B;
+        const double *q = fin + r * BF_SM_SPLIT_FINAL;
+        double m = q[0], s = q[1], L = q[2];
+        double mb = p->scratch[u * BF_SM_SPLIT_FIELDS];
+        double rinv = 1.0 / (1.0 + s);
+        double scale = mb == m ? 1.0 : bf_sm_expneg_f64(mb - m);   /* e_c relative to m */
+        const T *xs = (const T *)p->x + r * C + c0;
+        T *eb = kind == BF_SM_SOFTMAX ? (T *)p->out + r * C + c0
+                : p->grad != NULL ? (T *)p->grad + r * C + c0 : NULL;
+        if (mb == -__builtin_inf() && m != mb && eb != NULL) {
+            /* a block of -inf: its e_c are NaN (-inf - -inf) but stand for 0 */
+            T z = (T)(0.0 * rinv);
+            for (int64_t i = 0; i < n; i++)
+                eb[i] = z;
+        }
+        if (kind == BF_SM_SOFTMAX) {
+            T *o = (T *)p->out + r * C + c0;
+            T f = (T)(scale * rinv);
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                o[i] = o[i] * f;
+            continue;
+        }
+        if (kind == BF_SM_LOG_SOFTMAX) {
+            T *o = (T *)p->out + r * C + c0;
+            T mt = (T)m, Lt = (T)L;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                o[i] = (xs[i] - mt) - Lt;
+            continue;
+        }
+        T *g = (T *)p->grad + r * C + c0;
+        double gs = p->grad_scale * (gu != NULL ? (double)gu[r] : 1.0);
+        if (kind == BF_SM_CE_PROB) {
+            const T *ts = (const T *)p->ptarget + r * C + c0;
+            T cp = (T)(gs * q[3] * scale * rinv), G = (T)gs;
+            const T *ws = w + c0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                g[i] = cp * g[i] - G * (ws[i] * (ts[i] * keep + add));
+            continue;
+        }
+        if (q[4] == 0.0) {                               /* ignored or invalid row */
+            for (int64_t i = 0; i < n; i++)
+                g[i] = 0;
+            continue;
+        }
+        int64_t t = p->target[r];
+        double wt = (double)w[t];
+        double Bt = gs * (1.0 - eps) * wt, E = gs * eps / (double)C;
+        int has_t = t >= c0 && t < c0 + n;
+        double et = has_t ? (double)g[t - c0] * scale : 0.0;
+        T cp = (T)((Bt + E * p->wsum) * scale * rinv), cE = (T)E;
+        if (smooth) {
+            const T *ws = w + c0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                g[i] = cp * g[i] - cE * ws[i];
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                g[i] = cp * g[i];
+        }
+        if (has_t)
+            g[t - c0] = (T)(-Bt * (((1.0 - et) + s) * rinv)
+                            + (smooth ? E * (p->wsum * (et * rinv) - wt) : 0.0));
+    }
+    return BF_OK;
 }
 
 #undef BF_SM_MAX

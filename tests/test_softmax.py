@@ -411,10 +411,56 @@ def test_loss_modules(rng):
     assert n(x, t) == bce_fast.nll_loss(x, t, ignore_index=1)
 
 
+# ------------------------------------------- few long rows (split kernel)
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", [(1, 70000), (3, 65536)], ids=["1x70000", "3x65536"])
+def test_long_rows_split_over_classes(dtype, shape, rng):
+    """Fewer than 16 rows of >= 65536 classes are split over class blocks
+    (so threads share a row); results must not change."""
+    x = logits(shape, dtype, rng)
+    x[0, 100:20000] -= 40                                 # blocks with different maxima
+    tol = np.max(ulp_tol(x, 1, dtype))
+    for fn in ("softmax", "log_softmax"):
+        assert_rel(getattr(bce_fast, fn)(x), getattr(ref, fn)(x), tol, np.finfo(dtype).tiny)
+    t = rng.integers(0, shape[1], shape[0])
+    w = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    for kw in [{}, {"weight": w, "label_smoothing": 0.2}]:
+        for reduction in REDUCTIONS:
+            assert_loss(bce_fast.cross_entropy(x, t, reduction=reduction, **kw),
+                        ref.cross_entropy(x, t, reduction=reduction, **kw), dtype, reduction,
+                        tol)
+    p = prob_target(x, rng)
+    assert_loss(bce_fast.cross_entropy(x, p, weight=w, reduction="none"),
+                ref.cross_entropy(x, p, weight=w, reduction="none"), dtype, "none", tol)
+    t[0] = -100
+    assert_reduced_close(bce_fast.cross_entropy(x, t, label_smoothing=0.1),
+                         ref.cross_entropy(x, t, label_smoothing=0.1), dtype)
+    with pytest.raises(IndexError, match=f"Target {shape[1]} is out"):
+        bce_fast.cross_entropy(x, np.full(shape[0], shape[1]))
+
+
+def test_long_rows_special_values_follow_torch():
+    torch = pytest.importorskip("torch")
+    C = 70000
+    x = np.zeros((4, C))
+    x[0, 5] = np.inf
+    x[1] = -np.inf
+    x[2, :-3] = -np.inf                                  # whole blocks of -inf
+    x[3, 40000] = np.nan
+    for fn in ("softmax", "log_softmax"):
+        want = getattr(torch, fn)(torch.from_numpy(x), 1).numpy()
+        got = getattr(bce_fast, fn)(x)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_rel(got, want, 1e-14)
+
+
 # ------------------------------------------------------------ determinism
 
 @pytest.mark.parametrize("shape,ax", [((300, 1000), None), ((40, 50, 64), None),
-                                      ((8, 40000), None)], ids=["rows", "inner", "fewrows"])
+                                      ((8, 40000), None), ((3, 70000), None),
+                                      ((6000, 20), None)],
+                         ids=["rows", "inner", "fewrows", "split", "small"])
 def test_bit_identical_across_threads_and_runs(shape, ax, rng):
     x = logits(shape, np.float32, rng)
     t = index_target(x, rng, ignore=-100)

@@ -172,23 +172,33 @@ def test_confident_rows_against_mpmath():
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
-def test_random_rows_within_contract_ulps(dtype, rng):
-    """log_softmax and per-row CE against mpmath at the given inputs, within
-    4 + max|x - m| ULP (SEMANTICS.md, Accuracy)."""
+@pytest.mark.parametrize("C,layout", [(9, "rows"), (40, "rows"), (9, "inner")],
+                         ids=["small-C", "row-kernel", "inner-kernel"])
+def test_random_rows_within_contract_ulps(dtype, C, layout, rng):
+    """log_softmax, softmax and per-row CE against mpmath at the given inputs,
+    within 4 + max|x - m| ULP (SEMANTICS.md, Accuracy), for each kernel."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
-    x = np.concatenate([logits((6, 9), dtype, rng, 3.0), logits((6, 9), dtype, rng, 15.0)])
-    t = rng.integers(0, 9, 12)
-    ls = bce_fast.log_softmax(x)
-    ce = bce_fast.cross_entropy(x, t, reduction="none")
+    x = np.concatenate([logits((4, C), dtype, rng, 3.0), logits((4, C), dtype, rng, 15.0)])
+    x[0, 1] = x[0, 0] = x[0].max() + 30                  # confident, tied max
+    t = rng.integers(0, C, 8)
+    if layout == "inner":                                # (1, C, 8): class axis 1, inner 8
+        xi = np.ascontiguousarray(x.T[None])
+        ls, sm = bce_fast.log_softmax(xi, axis=1)[0].T, bce_fast.softmax(xi, axis=1)[0].T
+        ce = bce_fast.cross_entropy(xi, t[None], reduction="none")[0]
+    else:
+        ls, sm = bce_fast.log_softmax(x), bce_fast.softmax(x)
+        ce = bce_fast.cross_entropy(x, t, reduction="none")
     for r in range(x.shape[0]):
         row = [mpmath.mpf(float(v)) for v in x[r]]
         m = max(row)
         lse = m + mpmath.log(sum(mpmath.exp(v - m) for v in row))
         allowed = 4 + float(max(row) - min(row))
-        for c in range(9):
+        for c in range(C):
             exact = float(row[c] - lse)
             assert abs(float(ls[r, c]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
+            exact = float(mpmath.exp(row[c] - lse))
+            assert abs(float(sm[r, c]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
         exact = float(lse - row[t[r]])
         assert abs(float(ce[r]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
 

@@ -231,6 +231,47 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
     return m == (T)__builtin_inf() ? (double)__builtin_nan("") : s;
 }
 
+/*
+ * Max and s of a row in one read (for log-softmax and plain cross-entropy,
+ * which keep no e_c): per tile, the tile max m_t; if m_t > m, the running
+ * (S, count) is rebased, S = (S + count) e^(m - m_t), count = 0; then the
+ * tile's exps relative to m are added as in sm_seg_sums.  Returns s, puts
+ * the row max in *mp.
+ */
+static double BF_FN(sm_online_sums)(const T *x, int64_t C, T *mp, const T *next)
+{
+    T te[BF_TILE];
+    T m = -(T)__builtin_inf();
+    double S = 0.0, cnt = 0.0;
+    for (int64_t c0 = 0; c0 < C; c0 += BF_TILE) {
+        int64_t n = C - c0 < BF_TILE ? C - c0 : BF_TILE;
+        const T *xt = x + c0;
+        if (next != NULL)
+            for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(next + c0 + j);
+        T mt = BF_SM_MAX(xt, n);
+        if (mt > m) {
+            S = (S + cnt) * bf_sm_expneg_f64((double)m - (double)mt);
+            cnt = 0.0;
+            m = mt;
+        }
+        T cnt_t = 0;
+#pragma omp simd reduction(+ : cnt_t)
+        for (int64_t i = 0; i < n; i++) {
+            T xi = xt[i];
+            T e = bf_sm_expneg(xi - m);
+            int eq = xi == m;
+            cnt_t += eq ? (T)1 : (T)0;
+            te[i] = eq ? (T)0 : e;
+        }
+        S += BF_SM_TSUM(te, n);
+        cnt += (double)cnt_t;
+    }
+    *mp = m;
+    S += cnt - 1.0;
+    return m == (T)__builtin_inf() ? (double)__builtin_nan("") : S;
+}
+
 /* --------------------------------------------------- rows (inner == 1) */
 
 static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -254,15 +295,16 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
 
         if (kind == BF_SM_SOFTMAX || kind == BF_SM_LOG_SOFTMAX) {
             T *orow = out + r * C;
-            T m = BF_SM_MAX(xr, C);
+            T m;
             if (kind == BF_SM_SOFTMAX) {
+                m = BF_SM_MAX(xr, C);
                 double s = BF_SM_ROW_SUMS(xr, C, m, orow, NULL, NULL, 0, 0, &a, &b, next);
                 T rinv = (T)(1.0 / (1.0 + s));
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
                     orow[i] = orow[i] * rinv;
             } else {
-                double s = BF_SM_ROW_SUMS(xr, C, m, NULL, NULL, NULL, 0, 0, &a, &b, next);
+                double s = BF_FN(sm_online_sums)(xr, C, &m, next);
                 T L = (T)bf_log1p_f64(s);
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
@@ -320,9 +362,14 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
 
         /* cross-entropy with a class index */
         T xt = xr[t];
-        T m = BF_SM_MAX(xr, C);
-        double q = 0.0;
-        double s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b, next);
+        T m;
+        double q = 0.0, s;
+        if (gr == NULL && !smooth) {
+            s = BF_FN(sm_online_sums)(xr, C, &m, next);
+        } else {
+            m = BF_SM_MAX(xr, C);
+            s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b, next);
+        }
         double L = bf_log1p_f64(s);
         double nll = ((double)m - (double)xt) + L;
         double l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (q + L * wsum)

@@ -684,8 +684,9 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
     for (int64_t pos = lo; pos < hi; pos += n) {
         n = hi - pos < BF_SM_SMALL_ROWS ? hi - pos : BF_SM_SMALL_ROWS;
         const T *xr = (const T *)p->x + pos * C;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t c = 0; c < C; c++)
+        for (int64_t c = 0; c < C; c++)
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
                 xbuf[c * n + i] = xr[i * C + c];
         if (p->ptarget != NULL) {
             const T *pr = (const T *)p->ptarget + pos * C;

@@ -317,6 +317,24 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ou
 
     Same shapes, target, weight, ignore_index and reduction rules as
     :func:`cross_entropy` with class indices (class axis 1, or 0 for 1-D).
+    One read per position, not per class.
+
+    Parameters
+    ----------
+    input : array_like of float
+        Log-probabilities of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : array_like of int
+        Class indices of any integer dtype, `input`'s shape without axis 1.
+    weight : array_like, shape (C,), optional
+    ignore_index : int, default -100
+    reduction : {'mean', 'sum', 'none'}
+        ``'mean'`` is ``sum(w[t] * l) / sum(w[t])`` over non-ignored positions.
+    out : ndarray, optional
+        Output for ``reduction='none'``.
+
+    Returns
+    -------
+    NumPy scalar, or ndarray for ``reduction='none'``.
 
     See Also
     --------

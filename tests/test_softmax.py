@@ -550,3 +550,40 @@ def test_doctests():
     from bce_fast import _softmax
     result = doctest.testmod(_softmax, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_differential_fuzz_against_reference():
+    """Random shapes, class axes, dtypes and options against the reference."""
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    hnp = pytest.importorskip("hypothesis.extra.numpy")
+
+    @hyp.settings(max_examples=60, deadline=None, derandomize=True)
+    @hyp.given(data=st.data())
+    def check(data):
+        dtype = data.draw(st.sampled_from(FLOATS))
+        shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6))
+        x = data.draw(hnp.arrays(dtype, shape, elements=st.floats(-60, 60, width=32)))
+        ax = data.draw(st.integers(-x.ndim, x.ndim - 1))
+        C = x.shape[ax]
+        pshape = x.shape[:ax % x.ndim] + x.shape[ax % x.ndim + 1:]
+        t = data.draw(hnp.arrays(np.int64, pshape, elements=st.integers(-1, C - 1)))
+        reduction = data.draw(st.sampled_from(REDUCTIONS))
+        eps = data.draw(st.sampled_from([0.0, 0.25]))
+        w = data.draw(st.none() | hnp.arrays(dtype, (C,), elements=st.floats(0.25, 4, width=32)))
+        tol = np.max(ulp_tol(x, ax, dtype))
+        for fn in ("softmax", "log_softmax"):
+            assert_rel(getattr(bce_fast, fn)(x, axis=ax), getattr(ref, fn)(x, axis=ax),
+                       tol, np.finfo(dtype).tiny)
+        kw = dict(weight=w, ignore_index=-1, reduction=reduction, label_smoothing=eps, axis=ax)
+        got = bce_fast.cross_entropy(x, t, **kw)
+        want = ref.cross_entropy(x, t, **kw)
+        if reduction == "none":
+            assert_rel(got, want, 4 * tol, 1e-30)
+        elif np.isnan(want):
+            assert np.isnan(got)
+        else:
+            # a reduced sum of terms of either sign (none here: all >= 0)
+            assert abs(float(got) - float(want)) <= 4 * tol * abs(float(want)) + 1e-30
+
+    check()

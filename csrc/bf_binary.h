@@ -80,29 +80,23 @@ static inline T BF_FN(log_sigmoid_elem)(T x)
     return -((x < 0 ? -x : (T)0) + l);
 }
 
-static int BF_FN(sigmoid_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
-{
-    const bf_elementwise *p = (const bf_elementwise *)prob;
-    const T *x = (const T *)p->x;
-    T *out = (T *)p->out;
-    (void)partial;
-#pragma omp simd
-    for (int64_t i = lo; i < hi; i++)
-        out[i] = BF_FN(sigmoid_elem)(x[i]);
-    return BF_OK;
-}
+/* Chunk of an elementwise map out[i] = elem(x[i]); out may be x itself. */
+#define BF_MAP_CHUNK(name, elem)                                              \
+    static int BF_FN(name)(const void *prob, int64_t lo, int64_t hi, double *partial) \
+    {                                                                         \
+        const bf_elementwise *p = (const bf_elementwise *)prob;               \
+        const T *x = (const T *)p->x;                                         \
+        T *out = (T *)p->out;                                                 \
+        (void)partial;                                                        \
+        _Pragma("omp simd")                                                   \
+        for (int64_t i = lo; i < hi; i++)                                     \
+            out[i] = BF_FN(elem)(x[i]);                                       \
+        return BF_OK;                                                         \
+    }
 
-static int BF_FN(log_sigmoid_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
-{
-    const bf_elementwise *p = (const bf_elementwise *)prob;
-    const T *x = (const T *)p->x;
-    T *out = (T *)p->out;
-    (void)partial;
-#pragma omp simd
-    for (int64_t i = lo; i < hi; i++)
-        out[i] = BF_FN(log_sigmoid_elem)(x[i]);
-    return BF_OK;
-}
+BF_MAP_CHUNK(sigmoid_chunk, sigmoid_elem)
+BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
+#undef BF_MAP_CHUNK
 
 /* ------------------------------------------------------- BCE with logits */
 

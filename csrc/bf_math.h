@@ -10,24 +10,29 @@
  * bf_exp and the NaN/inf selects rely on strict IEEE semantics.
  *
  * Methods (standard, see J.-M. Muller, "Elementary Functions", ch. 11):
- *   exp:  x = n*ln2 + r, |r| <= ln2/2, n found by adding 1.5*2^p (the
+ *   exp (of x <= 0 only: every exponent in the kernels is -|x| or x - max):
+ *         x = n*ln2 + r, |r| <= ln2/2, n found by adding 1.5*2^p (the
  *         "rounding constant") so that no float->int rounding call is needed;
- *         exp(r) by a polynomial; 2^n built from exponent bits, applied in two
- *         halves so results in the subnormal range come out right.
+ *         exp(r) by a polynomial; 2^n built from exponent bits.
  *   log:  u = m * 2^k with m in [sqrt(1/2), sqrt(2)) found by integer
  *         arithmetic on the bit pattern; log(m) by a polynomial in f = m - 1.
- *   log1p: log(1 + x) with the rounding of u = 1 + x corrected to first order
- *         by (x - (u - 1)) / u (D. Goldberg, "What every computer scientist
- *         should know about floating-point arithmetic", 1991, thm. 4).
+ *         Variants: log1p on [0, 1] (softplus), log on [0, 1] and log(1 - p)
+ *         (BCE on probabilities), each with an exact, division-free
+ *         reduction; general log1p (softmax's log1p(s)) corrects the rounding
+ *         of 1 + x by (x - (u - 1)) / u (D. Goldberg, "What every computer
+ *         scientist should know about floating-point arithmetic", 1991).
+ *   num / (1 + e) with one rounding (sigmoid).
  * Accuracy measured against a long-double reference over their domains:
- * exp and log within 1 ULP, log1p within 1.3 ULP (float32 and float64);
- * tests/test_accuracy.py checks the losses built on them against mpmath.
+ * exp and log within 1 ULP, the log1p variants within 1.3 ULP (float32 and
+ * float64); tests/test_accuracy.py checks the functions and losses built on
+ * them against mpmath at every instruction-set level.
  * Built with -ffp-contract=fast: FMA contraction where the target has it
  * (one rounding instead of two; never a reassociation).
  *
  * All functions are `static inline` so every instruction-set translation unit
- * gets its own copy compiled for its own target.  bf_exp / bf_log / bf_log1p
- * are C11 _Generic front-ends so kernel bodies are written once for both types.
+ * gets its own copy compiled for its own target.  The _Generic front-ends at
+ * the end (bf_exp_neg, bf_log1p_unit, ...) let kernel bodies be written once
+ * for both types.
  */
 #ifndef BF_MATH_H
 #define BF_MATH_H
@@ -39,73 +44,6 @@ static inline uint32_t bf_bits_f32(float x) { uint32_t u; memcpy(&u, &x, 4); ret
 static inline float bf_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 static inline uint64_t bf_bits_f64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
 static inline double bf_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
-
-/* ------------------------------------------------------------------------ */
-/* exp                                                                       */
-/* ------------------------------------------------------------------------ */
-
-/* float32: Cephes expf polynomial, exp(r) = 1 + r + r^2 P(r), deg P = 5.
- * ln2 is split so n*ln2_hi is exact for |n| < 2^9. */
-static inline float bf_exp_f32(float x)
-{
-    const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
-    float xc = x < -104.0f ? -104.0f : x;                /* exp(-104) rounds to 0 */
-    xc = xc > 88.75f ? 88.75f : xc;
-    float t = xc * 1.44269504088896341f + magic;         /* n in the low bits */
-    float n = t - magic;
-    int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = (r * r) * p + r + 1.0f;
-    /* 2^k as two factors 2^k1 * 2^k2, each a normal number for k in [-150, 128]. */
-    int32_t k1 = (k + 256) / 2 - 128;                     /* floor(k/2), no signed shift */
-    int32_t k2 = k - k1;
-    y = y * bf_from_bits_f32((uint32_t)(k1 + 127) << 23);
-    y = y * bf_from_bits_f32((uint32_t)(k2 + 127) << 23);
-    y = x > 88.72283935546875f ? __builtin_inff() : y;   /* above log(FLT_MAX) */
-    return x != x ? x : y;
-}
-
-/* float64: Taylor polynomial of degree 13 on |r| <= ln2/2 (truncation below
- * 5e-18 relative); ln2 split as in fdlibm. */
-static inline double bf_exp_f64(double x)
-{
-    const double magic = 6755399441055744.0;             /* 1.5 * 2^52 */
-    double xc = x < -746.0 ? -746.0 : x;
-    xc = xc > 710.0 ? 710.0 : xc;
-    double t = xc * 1.4426950408889634074 + magic;
-    double n = t - magic;
-    int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
-    double r = xc - n * 6.93147180369123816490e-01;
-    r = r - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;                       /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    double y = (r * r) * p + r + 1.0;
-    /* floor(k/2) by a logical shift of a non-negative value (no 64-bit
-     * arithmetic shift before AVX-512). */
-    int64_t k1 = (int64_t)((uint64_t)(k + 2048) >> 1) - 1024;
-    int64_t k2 = k - k1;
-    y = y * bf_from_bits_f64((uint64_t)(k1 + 1023) << 52);
-    y = y * bf_from_bits_f64((uint64_t)(k2 + 1023) << 52);
-    y = x > 709.782712893383973 ? __builtin_inf() : y;   /* above log(DBL_MAX) */
-    return x != x ? x : y;
-}
 
 /* ------------------------------------------------------------------------ */
 /* log on (0, inf): reduction to m in [sqrt(1/2), sqrt(2))                   */
@@ -178,7 +116,7 @@ static inline double bf_log_split_f64(double u, double *k)
     return bf_from_bits_f64((ix & 0x000fffffffffffffull) + sqrt_half) - 1.0;
 }
 
-/* IEEE special values of log and log1p, applied after the finite path. */
+/* IEEE special values of log1p, applied after the finite path. */
 #define BF_LOG_SPECIALS(u, y, inf)                                            \
     do {                                                                      \
         (y) = (u) < 0 ? (inf) - (inf) : (y);                                 \
@@ -186,25 +124,6 @@ static inline double bf_log_split_f64(double u, double *k)
         (y) = (u) == (inf) ? (inf) : (y);                                    \
         (y) = (u) != (u) ? (u) : (y);                                        \
     } while (0)
-
-static inline float bf_log_f32(float u)
-{
-    float k;
-    float f = bf_log_split_f32(u, &k);
-    float y = k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
-    BF_LOG_SPECIALS(u, y, __builtin_inff());
-    return y;
-}
-
-static inline double bf_log_f64(double u)
-{
-    double k;
-    double f = bf_log_split_f64(u, &k);
-    double y = k * 6.93147180369123816490e-01
-               + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
-    BF_LOG_SPECIALS(u, y, __builtin_inf());
-    return y;
-}
 
 /* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x). */
 static inline float bf_log1p_f32(float x)
@@ -237,9 +156,12 @@ static inline double bf_log1p_f64(double x)
 /* Restricted-domain variants for the softplus / sigmoid kernels             */
 /* ------------------------------------------------------------------------ */
 
-/* exp(x) for x <= 0 (or NaN, which propagates).  No overflow is possible, so
- * 2^k is applied as 2^(k+64) * 2^-64: one exponent construction instead of
- * two, and a subnormal result still takes a single rounding. */
+/* exp(x) for x <= 0 (-inf gives 0, NaN propagates): all the kernels need,
+ * since every exponent is -|x| or x - max.  float32: Cephes expf polynomial,
+ * exp(r) = 1 + r + r^2 P(r), deg P = 5; float64: Taylor polynomial of degree
+ * 13 on |r| <= ln2/2 (truncation below 5e-18); ln2 split so that n*ln2_hi is
+ * exact.  No overflow is possible, so 2^k is applied as 2^(k+64) * 2^-64:
+ * one exponent construction, and a subnormal result takes one rounding. */
 static inline float bf_exp_neg_f32(float x)
 {
     const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
@@ -391,8 +313,6 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 /* Type-generic front-ends for kernel bodies written once                   */
 /* ------------------------------------------------------------------------ */
 
-#define bf_exp(x) _Generic((x), float: bf_exp_f32, double: bf_exp_f64)(x)
-#define bf_log(x) _Generic((x), float: bf_log_f32, double: bf_log_f64)(x)
 #define bf_log1p(x) _Generic((x), float: bf_log1p_f32, double: bf_log1p_f64)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)

@@ -7,7 +7,7 @@
  * bit manipulation) so that a loop calling it vectorizes at
  * -O3 -fno-math-errno -fno-trapping-math for SSE2, AVX2+FMA and AVX-512 alike.
  * Nothing here may be compiled with -ffast-math: the round-to-nearest trick in
- * bf_exp and the NaN/inf selects rely on strict IEEE semantics.
+ * bf_exp_neg and the NaN/inf selects rely on strict IEEE semantics.
  *
  * Methods (standard, see J.-M. Muller, "Elementary Functions", ch. 11):
  *   exp (of x <= 0 only: every exponent in the kernels is -|x| or x - max):

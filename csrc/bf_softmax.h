@@ -430,7 +430,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
     T *eb = kind == BF_SM_SOFTMAX ? ob : gb;     /* where e_c is kept, or NULL */
     T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
-    T at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
+    T st[BF_TILE], at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
     double s[BF_TILE], a[BF_TILE], b[BF_TILE], cnt[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
     int64_t tv[BF_TILE];
     double sl = 0.0, sw = 0.0;
@@ -448,12 +448,13 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             bad |= oob;
             if (!ign && !oob) {
                 tv[i] = t;
-                xtv[i] = xb[t * cs + i];
                 sw += (double)w[t];
             }
         }
     }
     if (kind == BF_SM_NLL) {
+        for (int64_t i = 0; i < n; i++)
+            xtv[i] = tv[i] >= 0 ? xb[tv[i] * cs + i] : (T)0;
         for (int64_t i = 0; i < n; i++) {
             double l = tv[i] < 0 ? 0.0 : -(double)w[tv[i]] * (double)xtv[i];
             if (out != NULL)
@@ -480,8 +481,11 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         for (int64_t i = 0; i < n; i++)
             m[i] = xc[i] > m[i] ? xc[i] : m[i];
     }
-    /* exp and sums: each position adds its classes in order (s in double;
-     * the others in T over groups of 16 classes, group totals in double) */
+    if (kind == BF_SM_CE)                        /* x[t], now in cache */
+        for (int64_t i = 0; i < n; i++)
+            xtv[i] = tv[i] >= 0 ? xb[tv[i] * cs + i] : (T)0;
+    /* exp and sums: each position adds its classes in order, in T over
+     * groups of 16 classes, the group totals in double */
     for (int64_t i = 0; i < n; i++) {
         s[i] = a[i] = b[i] = 0.0;
         cnt[i] = 0;
@@ -489,7 +493,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t c1 = C - c0 < 16 ? C : c0 + 16;
         for (int64_t i = 0; i < n; i++)
-            at[i] = bt[i] = ct[i] = 0;
+            st[i] = at[i] = bt[i] = ct[i] = 0;
         for (int64_t c = c0; c < c1; c++) {
             const T *xc = xb + c * cs;
             T *ec = eb != NULL ? eb + c * cs : Lv;
@@ -501,7 +505,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                     T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
-                    s[i] += eq ? 0.0 : (double)e;
+                    st[i] += eq ? (T)0 : e;
                     T wtp = wc * (tc[i] * keep + add);
                     at[i] += wtp * (m[i] - xi);
                     bt[i] += wtp;
@@ -514,8 +518,17 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                     T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
-                    s[i] += eq ? 0.0 : (double)e;
+                    st[i] += eq ? (T)0 : e;
                     at[i] += wc * (m[i] - xi);
+                    ec[i] = e;
+                }
+            } else if (eb != NULL) {
+#pragma omp simd
+                for (int64_t i = 0; i < n; i++) {
+                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    int eq = xi == m[i];
+                    ct[i] += eq ? (T)1 : (T)0;
+                    st[i] += eq ? (T)0 : e;
                     ec[i] = e;
                 }
             } else {
@@ -524,13 +537,13 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                     T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
-                    s[i] += eq ? 0.0 : (double)e;
-                    ec[i] = e;
+                    st[i] += eq ? (T)0 : e;
                 }
             }
         }
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
+            s[i] += (double)st[i];
             a[i] += (double)at[i];
             b[i] += (double)bt[i];
             cnt[i] += (double)ct[i];

@@ -87,8 +87,6 @@ def softmax_family(int kind, cnp.ndarray x, int64_t outer, int64_t C, int64_t in
     p.grad_scale = grad_scale
     if is_map and (p.out == NULL or p.grad != NULL or p.hess != NULL):
         raise SystemError("bce_fast internal error: map without output")
-    if not is_map and p.w == NULL:
-        raise SystemError("bce_fast internal error: loss without class weights")
     if (kind == BF_SM_CE or kind == BF_SM_NLL) and p.target == NULL:
         raise SystemError("bce_fast internal error: loss without class indices")
     if kind == BF_SM_CE_PROB and p.ptarget == NULL:

@@ -202,8 +202,8 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
             g_up = np.ascontiguousarray(np.broadcast_to(g_up, pshape), dtype=ct)
 
     xk = to_kernel(x, ct)
-    wk = np.ones(C, dtype=ct) if w is None else to_kernel(w, ct)
-    wsum = float(np.sum(wk, dtype=np.float64)) if eps else 0.0
+    wk = None if w is None else to_kernel(w, ct)          # None: all 1, nothing allocated
+    wsum = (float(C) if wk is None else float(np.sum(wk, dtype=np.float64))) if eps else 0.0
     if prob:
         kind, tk, pk = _core.SM_CE_PROB, None, to_kernel(t, ct)
     else:
@@ -465,7 +465,7 @@ def softmax_grad_hess(raw, y, sample_weight=None):
     if x.size:
         status, _, _ = _core.softmax_family(
             _core.SM_CE, to_kernel(x, ct), n, K, 1, target=np.ascontiguousarray(tk),
-            w=np.ones(K, dtype=ct), ignore_index=_NEVER, grad=grad, hess=hess,
+            ignore_index=_NEVER, grad=grad, hess=hess,
             grad_up=to_kernel(sw, ct))
         if status:
             raise _bad_target(tk, K, _NEVER)

@@ -79,7 +79,7 @@ typedef struct {
     const void *x;
     const int64_t *target;      /* class index per position (CE, NLL) */
     const void *ptarget;        /* probabilities, like x (CE_PROB) */
-    const void *w;              /* class weights (C); required for CE, CE_PROB, NLL */
+    const void *w;              /* class weights (C), or NULL for all 1 */
     int64_t ignore_index;
     double eps;                 /* label smoothing */
     double wsum;                /* sum of w, for the smoothing term */

@@ -102,6 +102,11 @@ static inline double bf_sm_expneg_f64(double z)
 }
 
 #define bf_sm_expneg(z) _Generic((z), float: bf_sm_expneg_f32, double: bf_sm_expneg_f64)(z)
+
+enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
+
+/* Class weight i; a NULL weight array reads as 1 (no array of ones to allocate). */
+#define BF_SM_W(w, i) ((w) != NULL ? (w)[i] : (T)1)
 #endif /* BF_SOFTMAX_PRIMITIVES */
 
 #ifndef BF_SM_SMALL_ROWS
@@ -141,15 +146,18 @@ static inline double BF_SM_TSUM(const T *v, int64_t n)
 /*
  * Sweep 2 over C contiguous values with max m.  Returns the sum of e_c over
  * the c with x_c != m and puts the count of x_c == m in *cnt; stores e_c into
- * dst when dst != NULL.  With w != NULL and tp == NULL also
- * *a = sum w_c (m - x_c); with both, *a = sum w_c t'_c (m - x_c) and
- * *b = sum w_c t'_c, t'_c = tp_c keep + add.
+ * dst when dst != NULL.  mode BF_SM_SUMS_SMOOTH also gives
+ * *a = sum w_c (m - x_c); BF_SM_SUMS_PROB gives *a = sum w_c t'_c (m - x_c)
+ * and *b = sum w_c t'_c, t'_c = tp_c keep + add (w NULL: all 1).
  */
-static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
+static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, const T *w,
                                  const T *tp, T keep, T add, double *a, double *b,
                                  const T *next, int64_t *cntp)
 {
-    T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE];
+    T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE], ones[BF_TILE];
+    if (w == NULL && mode != BF_SM_SUMS_PLAIN)
+        for (int64_t i = 0; i < BF_TILE; i++)
+            ones[i] = 1;
     double s = 0.0, sa = 0.0, sb = 0.0;
     int64_t cnt = 0;
     for (int64_t c0 = 0; c0 < C; c0 += BF_TILE) {
@@ -162,7 +170,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
         if (next != NULL)
             for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T))
                 __builtin_prefetch(next + c0 + j);
-        if (w == NULL && dst == NULL) {
+        if (mode == BF_SM_SUMS_PLAIN && dst == NULL) {
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
@@ -171,7 +179,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
             }
-        } else if (w == NULL) {
+        } else if (mode == BF_SM_SUMS_PLAIN) {
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
@@ -181,8 +189,8 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
                 te[i] = eq ? (T)0 : e;
                 dt[i] = e;
             }
-        } else if (tp == NULL) {
-            const T *wt = w + c0;
+        } else if (mode == BF_SM_SUMS_SMOOTH) {
+            const T *wt = w != NULL ? w + c0 : ones;
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
@@ -195,7 +203,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
             }
             sa += BF_SM_TSUM(ta, n);
         } else {
-            const T *wt = w + c0, *tt = tp + c0;
+            const T *wt = w != NULL ? w + c0 : ones, *tt = tp + c0;
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
@@ -221,12 +229,12 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, const T *w,
 }
 
 /* s of a whole row (see top): the sum above plus (count of the max) - 1. */
-static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, const T *w,
+static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, int mode, const T *w,
                              const T *tp, T keep, T add, double *a, double *b,
                              const T *next)
 {
     int64_t cnt;
-    double s = BF_FN(sm_seg_sums)(x, C, m, dst, w, tp, keep, add, a, b, next, &cnt);
+    double s = BF_FN(sm_seg_sums)(x, C, m, dst, mode, w, tp, keep, add, a, b, next, &cnt);
     s += (double)(cnt - 1);
     return m == (T)__builtin_inf() ? (double)__builtin_nan("") : s;
 }
@@ -298,7 +306,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             T m;
             if (kind == BF_SM_SOFTMAX) {
                 m = BF_SM_MAX(xr, C);
-                double s = BF_SM_ROW_SUMS(xr, C, m, orow, NULL, NULL, 0, 0, &a, &b, next);
+                double s = BF_SM_ROW_SUMS(xr, C, m, orow, BF_SM_SUMS_PLAIN, NULL, NULL, 0, 0, &a, &b, next);
                 T rinv = (T)(1.0 / (1.0 + s));
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
@@ -316,7 +324,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
         if (kind == BF_SM_CE_PROB) {
             const T *tr = (const T *)p->ptarget + r * C;
             T m = BF_SM_MAX(xr, C);
-            double s = BF_SM_ROW_SUMS(xr, C, m, gr, w, tr, keep, add, &a, &b, next);
+            double s = BF_SM_ROW_SUMS(xr, C, m, gr, BF_SM_SUMS_PROB, w, tr, keep, add, &a, &b, next);
             double L = C > 0 ? bf_log1p_f64(s) : 0.0;
             double l = a + L * b;
             if (out != NULL)
@@ -324,9 +332,15 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             sl += l;
             if (gr != NULL) {
                 T cp = (T)(gs * b / (1.0 + s)), G = (T)gs;
+                if (w != NULL) {
 #pragma omp simd
-                for (int64_t i = 0; i < C; i++)
-                    gr[i] = cp * gr[i] - G * (w[i] * (tr[i] * keep + add));
+                    for (int64_t i = 0; i < C; i++)
+                        gr[i] = cp * gr[i] - G * (w[i] * (tr[i] * keep + add));
+                } else {
+#pragma omp simd
+                    for (int64_t i = 0; i < C; i++)
+                        gr[i] = cp * gr[i] - G * (tr[i] * keep + add);
+                }
             }
             continue;
         }
@@ -345,7 +359,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                 hr[i] = 0;
             continue;
         }
-        double wt = (double)w[t];
+        double wt = (double)BF_SM_W(w, t);
         sw += wt;
         if (kind == BF_SM_NLL) {
             double l = -wt * (double)xr[t];
@@ -368,7 +382,8 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             s = BF_FN(sm_online_sums)(xr, C, &m, next);
         } else {
             m = BF_SM_MAX(xr, C);
-            s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? w : NULL, NULL, 0, 0, &q, &b, next);
+            s = BF_SM_ROW_SUMS(xr, C, m, gr, smooth ? BF_SM_SUMS_SMOOTH : BF_SM_SUMS_PLAIN, w,
+                               NULL, 0, 0, &q, &b, next);
         }
         double L = bf_log1p_f64(s);
         double nll = ((double)m - (double)xt) + L;
@@ -390,17 +405,21 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                     hr[i] = H * ((e * tr_) * ((((T)1 - e) + ts) * tr_));
                     gr[i] = cp * e;
                 }
-            } else if (smooth) {
+            } else if (smooth && w != NULL) {
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
                     gr[i] = cp * gr[i] - cE * w[i];
+            } else if (smooth) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++)
+                    gr[i] = cp * gr[i] - cE;
             } else {
 #pragma omp simd
                 for (int64_t i = 0; i < C; i++)
                     gr[i] = cp * gr[i];
             }
             gr[t] = (T)(-Bt * (((1.0 - et) + s) * rinv)
-                        + (smooth ? E * (wsum * (et * rinv) - (double)w[t]) : 0.0));
+                        + (smooth ? E * (wsum * (et * rinv) - wt) : 0.0));
         }
     }
     if (partial != NULL) {
@@ -448,7 +467,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             bad |= oob;
             if (!ign && !oob) {
                 tv[i] = t;
-                sw += (double)w[t];
+                sw += (double)BF_SM_W(w, t);
             }
         }
     }
@@ -456,7 +475,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         for (int64_t i = 0; i < n; i++)
             xtv[i] = tv[i] >= 0 ? xb[tv[i] * cs + i] : (T)0;
         for (int64_t i = 0; i < n; i++) {
-            double l = tv[i] < 0 ? 0.0 : -(double)w[tv[i]] * (double)xtv[i];
+            double l = tv[i] < 0 ? 0.0 : -(double)BF_SM_W(w, tv[i]) * (double)xtv[i];
             if (out != NULL)
                 out[pos + i] = (T)l;
             sl += l;
@@ -467,7 +486,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                     gb[c * cs + i] = 0;
             for (int64_t i = 0; i < n; i++)
                 if (tv[i] >= 0)
-                    gb[tv[i] * cs + i] = (T)(-gsv[i] * (double)w[tv[i]]);
+                    gb[tv[i] * cs + i] = (T)(-gsv[i] * (double)BF_SM_W(w, tv[i]));
         }
         goto done;
     }
@@ -499,7 +518,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             T *ec = eb != NULL ? eb + c * cs : Lv;
             if (kind == BF_SM_CE_PROB) {
                 const T *tc = pb + c * cs;
-                T wc = w[c];
+                T wc = BF_SM_W(w, c);
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
                     T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
@@ -512,7 +531,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                     ec[i] = e;
                 }
             } else if (kind == BF_SM_CE && smooth) {
-                T wc = w[c];
+                T wc = BF_SM_W(w, c);
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
                     T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
@@ -591,7 +610,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         } else if (tv[i] < 0) {
             l = 0.0;
         } else {
-            double wt = (double)w[tv[i]];
+            double wt = (double)BF_SM_W(w, tv[i]);
             double nll = ((double)m[i] - (double)xtv[i]) + L;
             l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a[i] + L * wsum)
                        : wt * nll;
@@ -612,7 +631,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         for (int64_t c = 0; c < C; c++) {
             const T *tc = pb + c * cs;
             T *gc = gb + c * cs;
-            T wc = w[c];
+            T wc = BF_SM_W(w, c);
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
                 gc[i] = cpv[i] * gc[i] - Gv[i] * (wc * (tc[i] * keep + add));
@@ -621,7 +640,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     }
     for (int64_t i = 0; i < n; i++) {
         int ok = tv[i] >= 0;
-        double wt = ok ? (double)w[tv[i]] : 0.0;
+        double wt = ok ? (double)BF_SM_W(w, tv[i]) : 0.0;
         double Bt = gsv[i] * (1.0 - eps) * wt, E = ok ? gsv[i] * eps / (double)C : 0.0;
         cpv[i] = (T)((Bt + E * wsum) / (1.0 + s[i]));
         cEv[i] = (T)E;
@@ -629,7 +648,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     }
     for (int64_t c = 0; c < C; c++) {
         T *gc = gb + c * cs;
-        T wc = smooth ? w[c] : (T)0;
+        T wc = smooth ? BF_SM_W(w, c) : (T)0;
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             T g = cpv[i] * gc[i] - cEv[i] * wc;
@@ -639,7 +658,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     for (int64_t i = 0; i < n; i++) {
         if (tv[i] < 0)
             continue;
-        double wt = (double)w[tv[i]], rinv = 1.0 / (1.0 + s[i]);
+        double wt = (double)BF_SM_W(w, tv[i]), rinv = 1.0 / (1.0 + s[i]);
         double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
         gb[tv[i] * cs + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
                                  + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));
@@ -754,15 +773,18 @@ static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi
         const T *xs = (const T *)p->x + r * C + c0;
         T *dst = kind == BF_SM_SOFTMAX ? (T *)p->out + r * C + c0
                  : p->grad != NULL ? (T *)p->grad + r * C + c0 : NULL;
-        const T *ws = w != NULL && (smooth || kind == BF_SM_CE_PROB) ? w + c0 : NULL;
+        const T *ws = w != NULL ? w + c0 : NULL;
+        int mode = smooth ? BF_SM_SUMS_SMOOTH : kind == BF_SM_CE_PROB ? BF_SM_SUMS_PROB
+                                                                      : BF_SM_SUMS_PLAIN;
         const T *ts = kind == BF_SM_CE_PROB ? (const T *)p->ptarget + r * C + c0 : NULL;
         T m = BF_SM_MAX(xs, n);
         double a = 0.0, b = 0.0;
         int64_t cnt;
-        double S = BF_FN(sm_seg_sums)(xs, n, m, dst, ws, ts, keep, add, &a, &b, NULL, &cnt);
+        double S = BF_FN(sm_seg_sums)(xs, n, m, dst, mode, ws, ts, keep, add, &a, &b, NULL,
+                                      &cnt);
         if (smooth) {
-            b = 0.0;
-            for (int64_t i = 0; i < n; i++)
+            b = ws != NULL ? 0.0 : (double)n;
+            for (int64_t i = 0; ws != NULL && i < n; i++)
                 b += (double)ws[i];
         }
         double *f = p->scratch + u * BF_SM_SPLIT_FIELDS;
@@ -815,7 +837,7 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
             bad |= oob;
             valid = !ign && !oob;
             if (valid) {
-                double wt = (double)w[t];
+                double wt = (double)BF_SM_W(w, t);
                 double nll = (m - (double)((const T *)p->x)[r * C + t]) + L;
                 l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a + L * p->wsum)
                            : wt * nll;
@@ -892,10 +914,10 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
         if (kind == BF_SM_CE_PROB) {
             const T *ts = (const T *)p->ptarget + r * C + c0;
             T cp = (T)(gs * q[3] * scale * rinv), G = (T)gs;
-            const T *ws = w + c0;
+            const T *ws = w != NULL ? w + c0 : NULL;
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                g[i] = cp * g[i] - G * (ws[i] * (ts[i] * keep + add));
+                g[i] = cp * g[i] - G * (BF_SM_W(ws, i) * (ts[i] * keep + add));
             continue;
         }
         if (q[4] == 0.0) {                               /* ignored or invalid row */
@@ -904,16 +926,16 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
             continue;
         }
         int64_t t = p->target[r];
-        double wt = (double)w[t];
+        double wt = (double)BF_SM_W(w, t);
         double Bt = gs * (1.0 - eps) * wt, E = gs * eps / (double)C;
         int has_t = t >= c0 && t < c0 + n;
         double et = has_t ? (double)g[t - c0] * scale : 0.0;
         T cp = (T)((Bt + E * p->wsum) * scale * rinv), cE = (T)E;
         if (smooth) {
-            const T *ws = w + c0;
+            const T *ws = w != NULL ? w + c0 : NULL;
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                g[i] = cp * g[i] - cE * ws[i];
+                g[i] = cp * g[i] - cE * BF_SM_W(ws, i);
         } else {
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)

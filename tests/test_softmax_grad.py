@@ -159,7 +159,7 @@ def test_long_rows_split_gradients_match_autograd(dtype, rng):
     w = rng.uniform(0.5, 2, 70000).astype(dtype)
     p = rng.dirichlet(np.ones(70000), size=2).astype(dtype)
     for target, kw in [(t, {}), (t, {"weight": w, "label_smoothing": 0.2}),
-                       (p, {"weight": w})]:
+                       (t, {"label_smoothing": 0.1}), (p, {"weight": w}), (p, {})]:
         tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         _, want = torch_grad(torch, F.cross_entropy, x, torch.from_numpy(target),
                              reduction="mean", **tkw)

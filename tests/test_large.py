@@ -93,3 +93,25 @@ def test_cross_entropy_sum_over_2_31_elements():
                        (k - j) * math.log1p((C - 1) * math.exp(-30.0)), j * wrong])
     got2 = bce_fast.cross_entropy(x, t, reduction="sum")
     assert abs(float(got2) - want2) <= 1e-6 * want2, (float(got2), want2)
+
+
+def test_cross_entropy_one_row_of_more_than_2_31_classes():
+    """One row with C > 2**31 classes (the split-row path): the class index
+    itself and the position within the row need 64 bits."""
+    if not hasattr(bce_fast, "cross_entropy"):
+        pytest.skip("bce_fast.cross_entropy does not exist yet")
+    C = N
+    _need(4 * C)
+    x = np.zeros((1, C), np.float32)
+    t = np.array([C - 7], np.int64)          # past 2**31
+    x[0, C - 7] = 30.0
+    x[0, -3:] = 29.0                          # three near-ties past 2**31 too
+    s = (C - 4) * math.exp(-30.0) + 3 * math.exp(-1.0)
+    want = math.log1p(s)
+    got = bce_fast.cross_entropy(x, t, reduction="sum")
+    assert abs(float(got) - want) <= 1e-5 * want, (float(got), want)
+    # the same row with the target on a zero entry: (m - x_t) + log1p(s)
+    t2 = np.array([2**31 + 11], np.int64)
+    got2 = bce_fast.cross_entropy(x, t2, reduction="sum")
+    want2 = 30.0 + want
+    assert abs(float(got2) - want2) <= 1e-6 * want2, (float(got2), want2)

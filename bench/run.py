@@ -271,7 +271,15 @@ def main(argv=None):
                                          dynamic_ncols=True) as bar:
         for section, label, job in bar:
             bar.set_postfix_str(label, refresh=True)
-            results[section].append(job())
+            try:
+                results[section].append(job())
+            except BaseException:       # a mismatch or an error: abort, keeping what ran
+                bar.close()
+                if results["table"]:
+                    print(f"\nRUN ABORTED at {label}; the cells measured before it:\n"
+                          f"{report.table(results['table'], markdown=opts.markdown)}",
+                          flush=True)
+                raise
     print()
     print(report.table(results["table"], markdown=opts.markdown))
     targets = report.targets(results, opts.threads)

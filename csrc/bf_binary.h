@@ -189,7 +189,7 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, T *loss, T *gr
     }
     T den = p * ((T)1 - p);
     den = den < (T)1e-12f ? (T)1e-12f : den;   /* PyTorch clamps at float(1e-12) */
-    *grad = gs * (w * (p - y) / den);
+    *grad = gs * (w * ((p - y) / den));        /* divide first: w (p - y) can underflow */
 }
 
 /* One tile; returns nonzero if a probability is outside [0, 1] or NaN (read

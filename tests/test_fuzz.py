@@ -469,11 +469,8 @@ def test_fuzz_cross_entropy_probability_targets(data):
 # ---------------------------------------------------------------- found by fuzzing
 
 
-@pytest.mark.xfail(reason="bug found by fuzzing: csrc/bf_binary.h computes w * (p - y) "
-                          "before dividing by the clamped p(1-p), so w * p underflows "
-                          "to a subnormal and rounds (2.8e-33 instead of 2.1e-33; "
-                          "PyTorch: 2.1e-33)", strict=False)
 def test_bce_grad_subnormal_probability():
+    """Found by fuzzing: w * (p - y) underflowed before the division."""
     p = np.array([np.finfo(np.float32).smallest_subnormal], np.float32)
     y = np.zeros(1, np.float32)
     _, g = bce_fast.binary_cross_entropy_and_grad(p, y, 1.5, reduction="none")

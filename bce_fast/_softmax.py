@@ -140,6 +140,15 @@ def _bad_target(t, C, ignore_index):
     return IndexError(f"Target {value} is out of bounds.")
 
 
+def _int64_targets(t, C, ignore_index):
+    """Class indices as C-contiguous int64.  uint64 values of 2**63 and more
+    would wrap to negative numbers (possibly ignore_index): they are out of
+    bounds for any C, so raise here."""
+    if t.dtype == np.uint64 and t.size and t.max() >= 2**63:
+        raise _bad_target(t, C, ignore_index)
+    return np.asarray(t, dtype=np.int64, order="C")
+
+
 def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
           out, nll, want_grad=False, grad_out=None, grad_output=None):
     """Shared body of cross_entropy, nll_loss and their ``_and_grad``."""
@@ -155,6 +164,8 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         ignore_index = operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {ignore_index!r}") from None
+    if not -2**63 <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: expected a value in the int64 range, got {ignore_index}")
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing!r}")
@@ -208,7 +219,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         kind, tk, pk = _core.SM_CE_PROB, None, to_kernel(t, ct)
     else:
         kind = _core.SM_NLL if nll else _core.SM_CE
-        tk, pk = np.asarray(t, dtype=np.int64, order="C"), None
+        tk, pk = _int64_targets(t, C, ignore_index), None
     loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
     grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
     if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
@@ -453,7 +464,7 @@ def softmax_grad_hess(raw, y, sample_weight=None):
             if t.dtype.kind == "f" and not np.array_equal(tk, t):
                 raise ValueError("y: expected integer class labels")
     else:
-        tk = np.asarray(t, dtype=np.int64, order="C")
+        tk = _int64_targets(t, K, _NEVER)
     sw = None
     if sample_weight is not None:
         sw = numeric_array(sample_weight, "sample_weight")

@@ -437,6 +437,14 @@ def test_error_messages(rng):
         bce_fast.cross_entropy(x, np.zeros(3, np.int64), reduction="avg")
     with pytest.raises(ValueError, match="input: expected at least 1 dimension"):
         bce_fast.cross_entropy(np.float32(1.0), np.int64(0))
+    # uint64 indices >= 2**63 must not wrap onto ignore_index (-100) or anything else
+    big = np.array([0, 2**64 - 100, 1], np.uint64)
+    with pytest.raises(IndexError, match=r"^Target 18446744073709551516 is out of bounds\.$"):
+        bce_fast.cross_entropy(x, big, reduction="none")
+    with pytest.raises(IndexError, match=r"^Target 9223372036854775808 is out of bounds\.$"):
+        bce_fast.softmax_grad_hess(x, np.array([0, 2**63, 1], np.uint64))
+    with pytest.raises(ValueError, match="ignore_index: expected a value in the int64 range"):
+        bce_fast.nll_loss(x, np.array([0, 1, 2]), ignore_index=2**63)
 
 
 def test_loss_modules(rng):

@@ -539,6 +539,15 @@ def test_every_isa_within_tolerance(isa, rng):
     yt = index_target(y, rng)
     assert_reduced_close(bce_fast.cross_entropy(y, yt, label_smoothing=0.3),
                          ref.cross_entropy(y, yt, label_smoothing=0.3), np.float64)
+    z = logits((300, 7), np.float32, rng)                          # small-C kernel
+    zt = index_target(z, rng)
+    assert_reduced_close(bce_fast.cross_entropy(z, zt, reduction="sum"),
+                         ref.cross_entropy(z, zt, reduction="sum"), np.float32)
+    assert_rel(bce_fast.softmax(z), ref.softmax(z), ulp_tol(z, -1, np.float32), 1e-38)
+    v = logits((2, 70000), np.float64, rng)                        # split kernel
+    vt = index_target(v, rng)
+    assert_reduced_close(bce_fast.cross_entropy(v, vt), ref.cross_entropy(v, vt), np.float64)
+    assert_rel(bce_fast.log_softmax(v), ref.log_softmax(v), ulp_tol(v, -1, np.float64))
 
 
 def test_isa_levels_agree_closely(rng):

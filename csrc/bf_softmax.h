@@ -6,11 +6,17 @@
  * Included by bf_isa_body.h with T = float / double and BF_FN(name) naming
  * the per-type function.  The logits are seen as (outer, C, inner) without a
  * copy (bf_softmax in bf_kernels.h); a "position" is one (outer, inner) pair.
- * Two layouts:
- *   rows  (inner == 1): one position at a time, vectorized over its C
- *         contiguous classes, in tiles of BF_TILE.
- *   inner (inner > 1):  up to BF_TILE neighbouring positions at a time,
- *         vectorized across them, looping over the classes (stride inner).
+ * Four kernels, chosen in bf_softmax.c from the shape only:
+ *   rows  (inner == 1, C > BF_SM_SMALL_C): one position at a time, vectorized
+ *         over its C contiguous classes, in tiles of BF_TILE.
+ *   inner (inner > 1): a block of up to BF_TILE neighbouring positions at a
+ *         time, vectorized across them, looping over the classes (stride
+ *         inner) -- sm_block.
+ *   small (inner == 1, C <= BF_SM_SMALL_C): tiles of rows transposed into a
+ *         (C, rows) buffer and run through sm_block, since per-row overhead
+ *         would dominate.
+ *   split (inner == 1, few rows of many classes): per class block partials
+ *         combined per row, so that threads share a row.
  *
  * Per position, with m the max and e_c = exp(x_c - m):
  *   s  = sum of e_c over all classes but one occurrence of m (computed as the
@@ -33,8 +39,10 @@
  *
  * Sweeps per row: max; then exp and the sums (storing e_c into the output or
  * gradient when one is wanted); then, for maps and gradients only, a write
- * sweep over the row, which is still in cache.  Reduced losses touch nothing
- * of size C outside the tile buffers below.
+ * sweep over the row, which is still in cache.  Where no e_c is kept
+ * (log-softmax, plain cross-entropy) the row kernel finds max and sum in one
+ * read (sm_online_sums).  Reduced losses touch nothing of size C outside the
+ * tile buffers below.
  *
  * Determinism: a row's sums use a fixed order whatever the vector width
  * (tiles of BF_TILE, 16 lanes in a tile, tile totals added in double in row

@@ -118,7 +118,7 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 #endif /* BF_SOFTMAX_PRIMITIVES */
 
 #ifndef BF_SM_SMALL_ROWS
-#define BF_SM_SMALL_ROWS 64     /* rows per transposed tile (<= BF_TILE) */
+#define BF_SM_SMALL_ROWS 32     /* rows per transposed tile (<= BF_TILE) */
 #endif
 
 #define BF_SM_MAX BF_FN(sm_max)
@@ -446,7 +446,8 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
  * indexed by pos + i.  Adds the losses and target weights to *sl, *sw.
  */
 static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t cs,
-                           const T *xb, const T *pb, T *ob, T *gb, double *slp, double *swp)
+                           const T *xb, const T *pb, T *ob, T *gb, T *hb,
+                           double *slp, double *swp)
 {
     const int64_t C = p->C;
     const int kind = p->kind;
@@ -654,6 +655,22 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         cEv[i] = (T)E;
         etv[i] = ok ? (double)gb[tv[i] * cs + i] : 0.0;
     }
+    if (hb != NULL) {                            /* gs p (1 - p), 1 - p = ((1 - e) + s) / (1 + s) */
+        for (int64_t i = 0; i < n; i++) {
+            Gv[i] = (T)(1.0 / (1.0 + s[i]));
+            Lv[i] = (T)s[i];
+            xtv[i] = tv[i] >= 0 ? (T)gsv[i] : (T)0;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const T *gc = gb + c * cs;
+            T *hc = hb + c * cs;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) {
+                T e = gc[i];
+                hc[i] = xtv[i] * ((e * Gv[i]) * ((((T)1 - e) + Lv[i]) * Gv[i]));
+            }
+        }
+    }
     for (int64_t c = 0; c < C; c++) {
         T *gc = gb + c * cs;
         T wc = smooth ? BF_SM_W(w, c) : (T)0;
@@ -695,7 +712,8 @@ static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, 
         bad |= BF_FN(sm_block)(p, pos, n, inner, (const T *)p->x + base,
                                p->ptarget != NULL ? (const T *)p->ptarget + base : NULL,
                                is_map ? (T *)p->out + base : NULL,
-                               p->grad != NULL ? (T *)p->grad + base : NULL, &sl, &sw);
+                               p->grad != NULL ? (T *)p->grad + base : NULL,
+                               p->hess != NULL ? (T *)p->hess + base : NULL, &sl, &sw);
     }
     if (partial != NULL) {
         partial[0] += sl;
@@ -717,7 +735,7 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
     const int is_map = p->kind == BF_SM_SOFTMAX || p->kind == BF_SM_LOG_SOFTMAX;
     T *dst = is_map ? (T *)p->out : (T *)p->grad;
     T xbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS], pbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
-    T obuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
+    T obuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS], hbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
     double sl = 0.0, sw = 0.0;
     int bad = 0;
     int64_t n;
@@ -735,12 +753,19 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
                     pbuf[c * n + i] = pr[i * C + c];
         }
         bad |= BF_FN(sm_block)(p, pos, n, n, xbuf, pbuf, is_map ? obuf : NULL,
-                               p->grad != NULL ? obuf : NULL, &sl, &sw);
+                               p->grad != NULL ? obuf : NULL, p->hess != NULL ? hbuf : NULL,
+                               &sl, &sw);
         if (dst != NULL) {
             T *dr = dst + pos * C;
             for (int64_t i = 0; i < n; i++)
                 for (int64_t c = 0; c < C; c++)
                     dr[i * C + c] = obuf[c * n + i];
+        }
+        if (p->hess != NULL) {
+            T *hr = (T *)p->hess + pos * C;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t c = 0; c < C; c++)
+                    hr[i * C + c] = hbuf[c * n + i];
         }
     }
     if (partial != NULL) {

@@ -217,9 +217,10 @@ def test_all_ignored_mean_gradient_is_zero(rng):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_softmax_grad_hess_matches_sklearn(dtype, weighted, rng):
+@pytest.mark.parametrize("K", [4, 40], ids=["small-C-kernel", "row-kernel"])
+def test_softmax_grad_hess_matches_sklearn(dtype, weighted, K, rng):
     loss_mod = pytest.importorskip("sklearn._loss.loss")
-    n, K = 50, 4
+    n = 70
     raw = (rng.standard_normal((n, K)) * 3).astype(dtype)
     y = rng.integers(0, K, n).astype(dtype)
     sw = rng.uniform(0.1, 2.0, n).astype(dtype) if weighted else None

@@ -356,7 +356,8 @@ CASES = [
         "sklearn": _lazy(HalfBinomialLoss, _sk_binomial("loss"))}),
     Case("binary_cross_entropy_with_logits_and_grad", ("x", "y"), {
         "numpy": _np_bce_logits_grad, "numpy_stable": _np_bce_logits_grad_stable,
-        "torch": _lazy(torch, _torch_backward(lambda x, y: F.binary_cross_entropy_with_logits(x, y))),
+        "torch": _lazy(torch, _torch_backward(
+            lambda x, y: F.binary_cross_entropy_with_logits(x, y))),
         "numexpr": _lazy(ne, _ne_bce_logits_grad),
         "scipy": _lazy(sp, lambda x, y: (_sp_bce_logits(x, y), (sp.expit(x) - y) / x.size)),
         "sklearn": _lazy(HalfBinomialLoss, _sk_binomial("loss_gradient"))}),

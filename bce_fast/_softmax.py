@@ -53,6 +53,8 @@ def _map(kind, x, axis, out):
     arr = float_array(x, "x")
     ct, rt = compute_dtypes((x, arr))
     check_out(out, arr.shape, rt, [arr])
+    if isinstance(axis, tuple):
+        return _map_axes(kind, arr, axis, out, ct, rt)
     ax = _axis(axis, max(arr.ndim, 1))
     outer, C, inner = _layout(arr.shape, ax) if arr.ndim else (1, 1, 1)
     xk = to_kernel(arr, ct)
@@ -60,6 +62,28 @@ def _map(kind, x, axis, out):
     if arr.size:
         _core.softmax_family(kind, xk, outer, C, inner, out=buf)
     return finish_out(buf, out, rt)
+
+
+def _map_axes(kind, arr, axis, out, ct, rt):
+    """A map over several axes at once (their entries form one class axis).
+    Adjacent axes of a C-contiguous input merge without a copy; otherwise
+    they are moved together first."""
+    nd = max(arr.ndim, 1)
+    axes = sorted(_axis(a, nd) for a in axis)
+    if len(set(axes)) != len(axes) or not axes:
+        raise ValueError(f"axis: expected distinct axes, got {axis!r}")
+    if arr.ndim == 0:
+        return _map(kind, arr, 0, out)
+    first = axes[0]
+    moved = np.moveaxis(arr, axes, list(range(first, first + len(axes))))
+    shape = moved.shape
+    flat = to_kernel(moved, ct).reshape(shape[:first] + (-1,) + shape[first + len(axes):])
+    res = _map(kind, flat, first, None).reshape(shape)
+    res = np.moveaxis(res, list(range(first, first + len(axes))), axes)
+    if out is not None:
+        np.copyto(out, res, casting="unsafe")
+        return out
+    return np.ascontiguousarray(res) if res.dtype == rt else res.astype(rt)
 
 
 def softmax(x, axis=-1, out=None, *, dim=None):
@@ -73,8 +97,10 @@ def softmax(x, axis=-1, out=None, *, dim=None):
     Parameters
     ----------
     x : array_like of float16, float32 or float64
-    axis : int, default -1
-        The class axis.  ``dim=`` is accepted as an alias (PyTorch's name).
+    axis : int or tuple of ints, default -1
+        The class axis (a tuple: several axes whose entries together form the
+        classes, as in ``scipy.special.softmax``).  ``dim=`` is accepted as an
+        alias (PyTorch's name).
     out : ndarray, optional
         Output of ``x``'s shape and result dtype; may be ``x`` itself.
 
@@ -107,8 +133,9 @@ def log_softmax(x, axis=-1, out=None, *, dim=None):
     Parameters
     ----------
     x : array_like of float16, float32 or float64
-    axis : int, default -1
-        The class axis; ``dim=`` is an alias.
+    axis : int or tuple of ints, default -1
+        The class axis, or several axes forming the classes together;
+        ``dim=`` is an alias.
     out : ndarray, optional
         Output of ``x``'s shape and result dtype; may be ``x`` itself.
 

@@ -104,6 +104,21 @@ def test_maps_match_torch(fn, dtype, rng):
                    atol=4e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("axes", [(1, 2), (0, 3), (-1, 1), (0, 1, 2, 3), (2,)],
+                         ids=["adjacent", "apart", "negative", "all", "single"])
+def test_maps_over_axis_tuples_match_scipy(axes, rng):
+    sp = pytest.importorskip("scipy.special")
+    x = logits((3, 4, 5, 6), np.float64, rng)
+    for fn in ("softmax", "log_softmax"):
+        got = getattr(bce_fast, fn)(x, axis=axes)
+        np.testing.assert_allclose(got, getattr(sp, fn)(x, axis=axes), rtol=1e-13, atol=1e-300)
+    out = np.empty((3, 4, 5, 6), np.float32)
+    assert bce_fast.log_softmax(x.astype(np.float32), axis=axes, out=out) is out
+    np.testing.assert_allclose(out, sp.log_softmax(x.astype(np.float32), axis=axes), rtol=1e-5)
+    with pytest.raises(ValueError, match="axis: expected distinct axes"):
+        bce_fast.softmax(x, axis=(1, -3))
+
+
 def test_maps_out_in_place_and_layouts(rng):
     x = logits((8, 33), np.float32, rng)
     want = ref.log_softmax(x, axis=0)

@@ -251,10 +251,10 @@ static double BF_SM_ROW_SUMS(const T *x, int64_t C, T m, T *dst, int mode, const
  * Max and s of a row in one read (for log-softmax and plain cross-entropy,
  * which keep no e_c): per tile, the tile max m_t; if m_t > m, the running
  * (S, count) is rebased, S = (S + count) e^(m - m_t), count = 0; then the
- * tile's exps relative to m are added as in sm_seg_sums.  Returns s, puts
- * the row max in *mp.
+ * tile's exps relative to m are added as in sm_seg_sums.  Returns the sum
+ * over x_c != m, puts the max in *mp and the count of x_c == m in *cntp.
  */
-static double BF_FN(sm_online_sums)(const T *x, int64_t C, T *mp, const T *next)
+static double BF_FN(sm_online_seg)(const T *x, int64_t C, T *mp, const T *next, double *cntp)
 {
     T te[BF_TILE];
     T m = -(T)__builtin_inf();
@@ -284,8 +284,16 @@ static double BF_FN(sm_online_sums)(const T *x, int64_t C, T *mp, const T *next)
         cnt += (double)cnt_t;
     }
     *mp = m;
-    S += cnt - 1.0;
-    return m == (T)__builtin_inf() ? (double)__builtin_nan("") : S;
+    *cntp = cnt;
+    return S;
+}
+
+/* s of a whole row (see top) in one read. */
+static double BF_FN(sm_online_sums)(const T *x, int64_t C, T *mp, const T *next)
+{
+    double cnt;
+    double S = BF_FN(sm_online_seg)(x, C, mp, next, &cnt) + (cnt - 1.0);
+    return *mp == (T)__builtin_inf() ? (double)__builtin_nan("") : S;
 }
 
 /* --------------------------------------------------- rows (inner == 1) */
@@ -810,11 +818,17 @@ static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi
         int mode = smooth ? BF_SM_SUMS_SMOOTH : kind == BF_SM_CE_PROB ? BF_SM_SUMS_PROB
                                                                       : BF_SM_SUMS_PLAIN;
         const T *ts = kind == BF_SM_CE_PROB ? (const T *)p->ptarget + r * C + c0 : NULL;
-        T m = BF_SM_MAX(xs, n);
-        double a = 0.0, b = 0.0;
-        int64_t cnt;
-        double S = BF_FN(sm_seg_sums)(xs, n, m, dst, mode, ws, ts, keep, add, &a, &b, NULL,
-                                      &cnt);
+        T m;
+        double a = 0.0, b = 0.0, cnt;
+        double S;
+        if (dst == NULL && mode == BF_SM_SUMS_PLAIN) {
+            S = BF_FN(sm_online_seg)(xs, n, &m, NULL, &cnt);
+        } else {
+            int64_t icnt;
+            m = BF_SM_MAX(xs, n);
+            S = BF_FN(sm_seg_sums)(xs, n, m, dst, mode, ws, ts, keep, add, &a, &b, NULL, &icnt);
+            cnt = (double)icnt;
+        }
         if (smooth) {
             b = ws != NULL ? 0.0 : (double)n;
             for (int64_t i = 0; ws != NULL && i < n; i++)
@@ -823,7 +837,7 @@ static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi
         double *f = p->scratch + u * BF_SM_SPLIT_FIELDS;
         f[0] = (double)m;
         f[1] = S;
-        f[2] = (double)cnt;
+        f[2] = cnt;
         f[3] = a;
         f[4] = b;
     }

@@ -257,3 +257,32 @@ def test_softmax_grad_hess_reference_and_errors(rng):
         bce_fast.softmax_grad_hess(raw, y + 0.5)
     with pytest.raises(ValueError, match=r"sample_weight: expected shape \(6,\)"):
         bce_fast.softmax_grad_hess(raw, y, np.ones(5))
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (3, 45), (3, 6, 4), (2, 70000)],
+                         ids=["small-C", "rows", "inner", "split"])
+def test_grad_output_every_kernel(shape, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal(shape) * 3
+    C = shape[1]
+    pshape = shape[:1] + shape[2:]
+    t = rng.integers(0, C, pshape)
+    t.reshape(-1)[0] = -100
+    up = rng.standard_normal(pshape)
+    w = rng.uniform(0.5, 2, C)
+    for kw in [{}, {"weight": w, "label_smoothing": 0.1}]:
+        tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        want_l, want = torch_grad(torch, F.cross_entropy, x, torch.from_numpy(t), up,
+                                  reduction="none", **tkw)
+        loss, grad = bce_fast.cross_entropy_and_grad(x, t, reduction="none", grad_output=up, **kw)
+        close(grad, want, np.float64, np.abs(want).max())
+        np.testing.assert_allclose(loss, want_l, rtol=1e-12)
+        p = np.moveaxis(rng.dirichlet(np.ones(C), size=pshape), -1, 1)
+        _, want = torch_grad(torch, F.cross_entropy, x, torch.from_numpy(p), up,
+                             reduction="none", **tkw)
+        _, grad = bce_fast.cross_entropy_and_grad(x, p, reduction="none", grad_output=up, **kw)
+        close(grad, want, np.float64, np.abs(want).max())
+    _, want = torch_grad(torch, F.nll_loss, x, torch.from_numpy(t), up, reduction="none")
+    _, grad = bce_fast.nll_loss_and_grad(x, t, reduction="none", grad_output=up)
+    np.testing.assert_allclose(grad, want, rtol=1e-15)

@@ -228,3 +228,92 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ou
     return _index_loss(x, target, weight, ignore_index, reduction, 0.0)
 
 # ---------------------------------------------------------- end of softmax
+
+
+# ------------------------------------------------------- softmax gradients
+# d(loss)/d(input) of cross_entropy / nll_loss for the given reduction ('none':
+# the gradient of sum(loss)), and softmax_grad_hess; 1 - p at a row's max is
+# s / (1 + s), so confident rows keep their small gradient.
+
+
+def _softmax_and_complement(x):
+    """softmax p along the last axis and q = 1 - p without cancellation."""
+    z = x - x.max(axis=-1, keepdims=True, initial=-np.inf)
+    s = _lse_parts(z)
+    p = np.exp(z) / (1.0 + s)
+    q = 1.0 - p
+    if z.size:
+        first = np.argmax(z, axis=-1)[..., None]
+        np.put_along_axis(q, first, s / (1.0 + s), axis=-1)
+    return p, q
+
+
+def _checked_index(target, C, ignore_index):
+    t = np.asarray(target)
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if np.any(bad):
+        raise IndexError(f"Target {t[bad][0]} is out of bounds.")
+    valid = t != ignore_index
+    return np.where(valid, t, 0).astype(np.int64), valid
+
+
+def cross_entropy_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                       label_smoothing=0.0, axis=None):
+    """Class indices: (1-eps) w[t] (p - onehot) + eps/C (sum(w) p - w) per
+    non-ignored position, divided by sum(w[t]) for 'mean'.  Probabilities q
+    (smoothed to (1-eps) q + eps/C): p sum(w q) - w q, divided by the number
+    of positions for 'mean'."""
+    x, ax = _class_last(input, axis)
+    C = x.shape[-1]
+    w = np.ones(C) if weight is None else _f64(weight)
+    p, q = _softmax_and_complement(x)
+    eps = float(label_smoothing)
+    t = np.asarray(target)
+    if t.dtype.kind == "f":
+        tq = np.moveaxis(_f64(t), ax, -1)
+        if eps:
+            tq = tq * (1 - eps) + eps / C
+        wq = w * tq
+        g = p * wq.sum(axis=-1, keepdims=True) - wq
+        npos = g.size // C if C else 0
+        if reduction == "mean" and npos:
+            g = g / npos
+        return np.moveaxis(g, -1, ax)
+    tc, valid = _checked_index(t, C, ignore_index)
+    wt = np.where(valid, w[tc], 0.0) if C else np.zeros(t.shape)
+    onehot = np.arange(C) == tc[..., None]
+    g = (1 - eps) * wt[..., None] * np.where(onehot, -q, p)
+    if eps:
+        g = g + (eps / C) * (w.sum() * p - w) * valid[..., None]
+    if reduction == "mean":
+        den = wt.sum()
+        g = g / den if den else np.zeros_like(g)
+    return np.moveaxis(g, -1, ax)
+
+
+def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-w[t] at the target class of each non-ignored position, 0 elsewhere;
+    divided by sum(w[t]) for 'mean'."""
+    x, ax = _class_last(input, None)
+    C = x.shape[-1]
+    w = np.ones(C) if weight is None else _f64(weight)
+    tc, valid = _checked_index(target, C, ignore_index)
+    wt = np.where(valid, w[tc], 0.0) if C else np.zeros(np.shape(target))
+    g = -(wt[..., None] * (np.arange(C) == tc[..., None]))
+    if reduction == "mean":
+        den = wt.sum()
+        g = g / den if den else np.zeros_like(g)
+    return np.moveaxis(g, -1, ax)
+
+
+def softmax_grad_hess(raw, y, sample_weight=None):
+    """Half multinomial log-loss (scikit-learn's HalfMultinomialLoss):
+    grad = sw (p - onehot(y)), hess = sw p (1 - p), for raw of shape (n, K)."""
+    x = _f64(raw)
+    p, q = _softmax_and_complement(x)
+    yk = np.asarray(y).astype(np.int64)
+    onehot = np.arange(x.shape[-1]) == yk[:, None]
+    sw = 1.0 if sample_weight is None else _f64(sample_weight)[:, None]
+    return sw * np.where(onehot, -q, p), sw * p * q
+
+# ------------------------------------------------- end of softmax gradients

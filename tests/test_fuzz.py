@@ -427,20 +427,49 @@ def test_fuzz_cross_entropy_nll(data):
     reduction = data.draw(st.sampled_from(["none", "mean", "sum"]), "reduction")
     eps = data.draw(st.sampled_from([0.0, 0.0, 0.1, 1.0]), "label_smoothing")
     name = data.draw(st.sampled_from(["cross_entropy", "nll_loss"]), "fn")
+    with_grad = data.draw(st.booleans(), "grad") and hasattr(bce_fast, name + "_and_grad") \
+        and hasattr(ref, name + "_grad")
     isa = data.draw(st.sampled_from(ISAS), "isa")
     kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction)
     if name == "cross_entropy":
         kw["label_smoothing"] = eps
     snap = _snap(x, t, weight)
     with _Isa(isa):
-        got = getattr(bce_fast, name)(x, t, **kw)
+        got = getattr(bce_fast, name + ("_and_grad" if with_grad else ""))(x, t, **kw)
     _unchanged(snap)
+    got, grad = got if with_grad else (got, None)
     want = getattr(ref, name)(x, t, **kw)
     cond = _row_cond(x, 1 if len(shape) > 1 else 0)
     rtol = 8 * _eps(dtype) * (4 + cond)
     if name == "nll_loss":
         rtol = RTOL[np.dtype(dtype)]
     _compare(got, want, dtype, rtol=rtol, atol=rtol * 1e-30, red_rtol=rtol)
+    if with_grad:
+        tc = np.asarray(t, np.int64)
+        valid = tc != ignore_index
+        wv = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+        den = float(np.sum(np.where(valid, wv[np.where(valid, tc, 0)], 0.0)))
+        _check_softmax_grad(grad, getattr(ref, name + "_grad")(x, t, **kw), dtype, cond,
+                            _grad_term(weight, C, reduction, den))
+
+
+def _check_softmax_grad(grad, want, dtype, cond, term=1.0):
+    """softmax - (smoothed) one-hot cancels (to exactly 0 for a uniform row
+    and uniform target): relative tolerance with the shift conditioning,
+    plus an absolute floor at the size `term` of the cancelling terms
+    (max weight times the reduction's scale)."""
+    tol = 8 * _eps(dtype) * (4 + cond)
+    assert_matches(grad, want, dtype, rtol=tol, atol=2 * tol * term, what="grad")
+
+
+def _grad_term(weight, C, reduction, den):
+    """Size of the terms of a softmax-family gradient: max weight, divided
+    by the 'mean' denominator."""
+    wmax = 1.0 if weight is None or not np.size(weight) else \
+        float(np.max(np.abs(np.asarray(weight, np.float64))))
+    if reduction == "mean":
+        return wmax / den if den else 0.0
+    return wmax
 
 
 @_has("cross_entropy")
@@ -458,12 +487,46 @@ def test_fuzz_cross_entropy_probability_targets(data):
     p = data.draw(laid_out(p), "target layout")
     reduction = data.draw(st.sampled_from(["none", "mean", "sum"]), "reduction")
     eps = data.draw(st.sampled_from([0.0, 0.2]), "label_smoothing")
+    with_grad = data.draw(st.booleans(), "grad") and hasattr(ref, "cross_entropy_grad")
     snap = _snap(x, p)
-    got = bce_fast.cross_entropy(x, p, reduction=reduction, label_smoothing=eps)
+    fn = bce_fast.cross_entropy_and_grad if with_grad else bce_fast.cross_entropy
+    got = fn(x, p, reduction=reduction, label_smoothing=eps)
     _unchanged(snap)
+    got, grad = got if with_grad else (got, None)
     want = ref.cross_entropy(x, p, reduction=reduction, label_smoothing=eps)
-    rtol = 8 * _eps(dtype) * (4 + _row_cond(x, 1))
+    cond = _row_cond(x, 1)
+    rtol = 8 * _eps(dtype) * (4 + cond)
     _compare(got, want, dtype, rtol=rtol, red_rtol=rtol)
+    if with_grad:
+        _check_softmax_grad(grad, ref.cross_entropy_grad(x, p, reduction=reduction,
+                                                         label_smoothing=eps), dtype, cond,
+                            _grad_term(None, C, reduction, N))
+
+
+@_has("softmax_grad_hess")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_softmax_grad_hess(data):
+    dtype = data.draw(st.sampled_from(FLOAT_DTYPES), "dtype")
+    n = data.draw(st.integers(0, 6), "n")
+    K = data.draw(st.integers(1, 6), "K")
+    raw = data.draw(hnp.arrays(dtype, (n, K), elements=softmax_logits(dtype)), "raw")
+    raw = data.draw(laid_out(raw), "raw layout")
+    y = data.draw(hnp.arrays(data.draw(st.sampled_from([np.int64, np.int8, np.float64])),
+                             (n,), elements=st.integers(0, K - 1)), "y")
+    sw = None
+    if data.draw(st.booleans(), "weighted"):
+        sw = data.draw(hnp.arrays(dtype, (n,), elements=st.floats(0, 5, width=_width(dtype))))
+    isa = data.draw(st.sampled_from(ISAS), "isa")
+    snap = _snap(raw, y, sw)
+    with _Isa(isa):
+        g, h = bce_fast.softmax_grad_hess(raw, y, sw)
+    _unchanged(snap)
+    gw, hw = ref.softmax_grad_hess(raw, y, sw)
+    cond = _row_cond(raw, 1)
+    _check_softmax_grad(g, gw, dtype, cond, _grad_term(sw, K, "sum", 1))
+    tol = 8 * _eps(dtype) * (4 + cond)
+    assert_matches(h, hw, dtype, rtol=tol, atol=tol * 1e-30, what="hess")
 
 
 # ---------------------------------------------------------------- found by fuzzing

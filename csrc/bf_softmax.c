@@ -40,7 +40,7 @@ int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
         return status;
     }
     bf_chunk_fn fn = p->inner > 1 ? t->softmax_inner[dtype]
-                     : p->C <= BF_SM_SMALL_C ? t->softmax_small[dtype]
+                     : p->C <= BF_SM_SMALL_C && p->kind != BF_SM_NLL ? t->softmax_small[dtype]
                      : t->softmax_rows[dtype];
     /* NLL reads one value per position; the others read the whole row. */
     int64_t cost = p->kind == BF_SM_NLL && p->grad == NULL ? 1 : p->C;

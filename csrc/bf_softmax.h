@@ -310,6 +310,26 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
     double sl = 0.0, sw = 0.0, a, b;
     int bad = 0;
+    if (kind == BF_SM_NLL && p->grad == NULL) {
+        /* one scattered read per row: a short loop keeps many in flight */
+        for (int64_t r = lo; r < hi; r++) {
+            int64_t t = p->target[r];
+            int ign = t == p->ignore_index;
+            int ok = !ign && t >= 0 && t < C;
+            bad |= !ign && !ok;
+            double wt = ok ? (double)BF_SM_W(w, t) : 0.0;
+            double l = ok ? -wt * (double)x[r * C + t] : 0.0;
+            if (out != NULL)
+                out[r] = (T)l;
+            sl += l;
+            sw += wt;
+        }
+        if (partial != NULL) {
+            partial[0] += sl;
+            partial[1] += sw;
+        }
+        return bad ? BF_ERR_INDEX : BF_OK;
+    }
     for (int64_t r = lo; r < hi; r++) {
         const T *xr = x + r * C;
         const T *next = r + 1 < hi ? xr + C : NULL;

@@ -13,6 +13,7 @@ Environment switches:
   BCE_FAST_DEBUG=1       Cython bounds/wraparound checks and -O0 -g
   BCE_FAST_SANITIZE=1    -fsanitize=address,undefined (see README, Reliability)
 """
+import glob
 import os
 import subprocess
 import sys
@@ -77,6 +78,8 @@ ext = Extension(
         "csrc/bf_isa_avx512.c",
     ],
     include_dirs=["csrc", np.get_include()],
+    # Kernel bodies live in headers: a header change must rebuild the objects.
+    depends=sorted(glob.glob("csrc/*.h")) + ["bce_fast/_softmax.pxi"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     extra_compile_args=compile_args + omp_compile,
     extra_link_args=link_args,

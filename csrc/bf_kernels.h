@@ -18,11 +18,12 @@
 
 #include <stdint.h>
 
-/* Status codes returned by every entry point. */
+/* Status codes returned by every entry point: bit flags, OR-ed over chunks. */
 enum {
     BF_OK = 0,
     BF_ERR_DOMAIN = 1,          /* a probability outside [0, 1] or NaN */
     BF_ERR_INDEX = 2,           /* a class index outside [0, C), not ignore_index */
+    BF_ERR_TARGET = 4,          /* a BCE target outside [0, 1] or NaN */
 };
 
 enum { BF_F32 = 0, BF_F64 = 1 };

@@ -58,7 +58,7 @@ def softmax_family(
     inner: int,
     target: npt.NDArray[np.int64] | None = ...,
     ptarget: _F | None = ...,
-    w: _F | None = ...,        # (C,) class weights
+    w: _F | None = ...,        # (C,) class weights; None reads as all 1
     ignore_index: int = ...,
     eps: float = ...,          # label smoothing
     wsum: float = ...,

@@ -52,65 +52,6 @@
 
 #ifndef BF_SOFTMAX_PRIMITIVES
 #define BF_SOFTMAX_PRIMITIVES
-/*
- * exp(z) for z <= 0 (or -inf, or NaN): bf_exp's method and polynomial
- * (bf_math.h, about 1 ULP) without what z <= 0 makes dead -- the overflow
- * clamp and select, the NaN select (NaN flows through the arithmetic) -- and
- * with the exponent split k = ceil(k/2) + floor(k/2) done by a logical shift
- * of -k >= 0.  Every exponential of the softmax family has z = x - max <= 0.
- */
-static inline float bf_sm_expneg_f32(float z)
-{
-    const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
-    float zc = z < -104.0f ? -104.0f : z;                /* exp(-104) rounds to 0 */
-    float t = zc * 1.44269504088896341f + magic;
-    float n = t - magic;
-    int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));     /* in [-150, 0] */
-    float r = zc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = (r * r) * p + r + 1.0f;
-    int32_t k1 = -(int32_t)((0u - (uint32_t)k) >> 1);
-    int32_t k2 = k - k1;                                 /* both in [-75, 0] */
-    y = y * bf_from_bits_f32((uint32_t)(k1 + 127) << 23);
-    return y * bf_from_bits_f32((uint32_t)(k2 + 127) << 23);
-}
-
-static inline double bf_sm_expneg_f64(double z)
-{
-    const double magic = 6755399441055744.0;             /* 1.5 * 2^52 */
-    double zc = z < -746.0 ? -746.0 : z;
-    double t = zc * 1.4426950408889634074 + magic;
-    double n = t - magic;
-    int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));     /* in [-1077, 0] */
-    double r = zc - n * 6.93147180369123816490e-01;
-    r = r - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;                       /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    double y = (r * r) * p + r + 1.0;
-    int64_t k1 = -(int64_t)((0ull - (uint64_t)k) >> 1);
-    int64_t k2 = k - k1;
-    y = y * bf_from_bits_f64((uint64_t)(k1 + 1023) << 52);
-    return y * bf_from_bits_f64((uint64_t)(k2 + 1023) << 52);
-}
-
-#define bf_sm_expneg(z) _Generic((z), float: bf_sm_expneg_f32, double: bf_sm_expneg_f64)(z)
-
 enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 
 /* Class weight i; a NULL weight array reads as 1 (no array of ones to allocate). */
@@ -182,7 +123,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_sm_expneg(xi - m);
+                T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -191,7 +132,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_sm_expneg(xi - m);
+                T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -202,7 +143,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_sm_expneg(xi - m);
+                T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -215,7 +156,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
 #pragma omp simd reduction(+ : cnt_t)
             for (int64_t i = 0; i < n; i++) {
                 T xi = xt[i];
-                T e = bf_sm_expneg(xi - m);
+                T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
@@ -267,7 +208,7 @@ static double BF_FN(sm_online_seg)(const T *x, int64_t C, T *mp, const T *next, 
                 __builtin_prefetch(next + c0 + j);
         T mt = BF_SM_MAX(xt, n);
         if (mt > m) {
-            S = (S + cnt) * bf_sm_expneg_f64((double)m - (double)mt);
+            S = (S + cnt) * bf_exp_neg_f64((double)m - (double)mt);
             cnt = 0.0;
             m = mt;
         }
@@ -275,7 +216,7 @@ static double BF_FN(sm_online_seg)(const T *x, int64_t C, T *mp, const T *next, 
 #pragma omp simd reduction(+ : cnt_t)
         for (int64_t i = 0; i < n; i++) {
             T xi = xt[i];
-            T e = bf_sm_expneg(xi - m);
+            T e = bf_exp_neg(xi - m);
             int eq = xi == m;
             cnt_t += eq ? (T)1 : (T)0;
             te[i] = eq ? (T)0 : e;
@@ -558,7 +499,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                 T wc = BF_SM_W(w, c);
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    T xi = xc[i], e = bf_exp_neg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
                     st[i] += eq ? (T)0 : e;
@@ -571,7 +512,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
                 T wc = BF_SM_W(w, c);
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    T xi = xc[i], e = bf_exp_neg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
                     st[i] += eq ? (T)0 : e;
@@ -581,7 +522,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             } else if (eb != NULL) {
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    T xi = xc[i], e = bf_exp_neg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
                     st[i] += eq ? (T)0 : e;
@@ -590,7 +531,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             } else {
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) {
-                    T xi = xc[i], e = bf_sm_expneg(xi - m[i]);
+                    T xi = xc[i], e = bf_exp_neg(xi - m[i]);
                     int eq = xi == m[i];
                     ct[i] += eq ? (T)1 : (T)0;
                     st[i] += eq ? (T)0 : e;
@@ -889,7 +830,7 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
                 cnt += g[2];
                 a += g[3];
             } else {
-                S += (g[1] + g[2]) * bf_sm_expneg_f64(g[0] - m);
+                S += (g[1] + g[2]) * bf_exp_neg_f64(g[0] - m);
                 a += g[0] == -__builtin_inf() ? g[4] * __builtin_inf() : g[3] + (m - g[0]) * g[4];
             }
             wb += g[4];
@@ -950,7 +891,7 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
         double m = q[0], s = q[1], L = q[2];
         double mb = p->scratch[u * BF_SM_SPLIT_FIELDS];
         double rinv = 1.0 / (1.0 + s);
-        double scale = mb == m ? 1.0 : bf_sm_expneg_f64(mb - m);   /* e_c relative to m */
+        double scale = mb == m ? 1.0 : bf_exp_neg_f64(mb - m);   /* e_c relative to m */
         const T *xs = (const T *)p->x + r * C + c0;
         T *eb = kind == BF_SM_SOFTMAX ? (T *)p->out + r * C + c0
                 : p->grad != NULL ? (T *)p->grad + r * C + c0 : NULL;

@@ -41,8 +41,21 @@ def _cpu():
     return model, [x for x in ("sse4_2", "avx2", "fma", "avx512f") if x in flags]
 
 
+def _git_revision():
+    """Commit of the source tree bce_fast is imported from ('' outside git)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bce_fast.__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return rev.stdout.strip() if rev.returncode == 0 else ""
+
+
 def environment(opts):
     return {
+        "git": _git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": {**cases.versions(), "python": platform.python_version()},
         "cpu": _cpu()[0], "cpu_flags": _cpu()[1], "logical_cpus": os.cpu_count(),
@@ -58,7 +71,7 @@ def environment(opts):
 def header(env):
     versions = " | ".join(f"{k} {v}" for k, v in env["versions"].items())
     return "\n".join([
-        f"bce_fast benchmark, {env['date']}",
+        f"bce_fast benchmark, {env['date']}" + (f", source {env['git']}" if env["git"] else ""),
         f"versions: {versions}",
         f"CPU: {env['cpu']} ({' '.join(env['cpu_flags'])}), {env['logical_cpus']} logical "
         f"CPUs | ISA chosen: {env['isa']} "

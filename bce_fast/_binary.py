@@ -92,6 +92,11 @@ def log_sigmoid(x, out=None):
 def _binary(kind, input, target, weight, pos_weight, reduction, out,
             want_grad=False, grad_out=None, grad_output=None):
     """Shared body of the binary losses and their ``_and_grad`` variants."""
+    if weight is None and pos_weight is None and out is None and not want_grad \
+            and (reduction == "mean" or reduction == "sum"):
+        fast = _core.reduce_canonical(kind, input, target, reduction == "mean")
+        if fast is not None:                      # already canonical: no conversions needed
+            return fast
     check_reduction(reduction)
     x = float_array(input, "input")
     y = numeric_array(target, "target")

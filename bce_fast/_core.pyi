@@ -43,6 +43,8 @@ def elementwise(
     want_sum: bool = ...,
 ) -> float | None: ...
 
+def reduce_canonical(kind: int, x: object, y: object, mean: bool) -> np.floating | None: ...
+
 # softmax family (csrc/bf_softmax.h)
 SM_SOFTMAX: Final[int]
 SM_LOG_SOFTMAX: Final[int]

@@ -6,6 +6,9 @@ of the compute dtype), re-checks the few invariants that memory safety rests on
 calls the kernel, and turns its status code into an exception.
 """
 from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+import numpy as np
 
 cimport numpy as cnp
 
@@ -179,6 +182,48 @@ def elementwise(int kind, cnp.ndarray x, y=None,
             status = bf_logistic_grad_hess(dt, &p)
     _raise_status(status)
     return total if want_sum else None
+
+
+def reduce_canonical(int kind, x, y, bint mean):
+    """Reduced loss of two canonical operands -- ndarrays, C-contiguous,
+    native, of one kernel dtype and one non-empty shape, no weights -- or
+    None for anything else, which the caller then validates in full.  The
+    checks here are a few C comparisons, so a small call costs little more
+    than its kernel."""
+    if type(x) is not cnp.ndarray or type(y) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray a = x, b = y
+    cdef int t = cnp.PyArray_TYPE(a)
+    cdef int nd = cnp.PyArray_NDIM(a)
+    if (t != cnp.PyArray_TYPE(b) or (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64)
+            or nd != cnp.PyArray_NDIM(b)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_IS_C_CONTIGUOUS(b)
+            or not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISNOTSWAPPED(b)):
+        return None
+    for i in range(nd):
+        if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, i):
+            return None
+    cdef bf_elementwise p
+    memset(&p, 0, sizeof(p))
+    p.n = cnp.PyArray_SIZE(a)
+    if p.n == 0:
+        return None
+    p.row = p.n
+    p.x = cnp.PyArray_DATA(a)
+    p.y = cnp.PyArray_DATA(b)
+    p.grad_scale = 1.0
+    cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
+    cdef int status
+    cdef double total = 0.0
+    with nogil:
+        if kind == KIND_BCE_LOGITS:
+            status = bf_bce_logits(dt, &p, &total)
+        else:
+            status = bf_bce(dt, &p, &total)
+    _raise_status(status)
+    if mean:
+        total /= p.n
+    return np.float32(total) if dt == BF_F32 else np.float64(total)
 
 
 include "_softmax.pxi"

@@ -4,7 +4,7 @@ One Cython module (bce_fast/_core.pyx) linked with the C kernels in csrc/.
 The kernels are compiled once per instruction set inside their own
 translation units (csrc/bf_isa_*.c use `#pragma GCC target`), so the default
 build needs no -march flag and runs on any x86-64; the best level is picked at
-import.  Never add -ffast-math/-Ofast/-march=native here: fast-math breaks the
+import.  Never add fast-math, O-fast or march-native flags here: fast-math breaks the
 rounding trick and NaN handling of csrc/bf_math.h and, with gcc, links
 crtfastmath.o, which turns on flush-to-zero for the whole Python process.
 

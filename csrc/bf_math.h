@@ -2,11 +2,11 @@
  * bf_math.h -- branch-free elementary functions for float32 and float64.
  *
  * Why not <math.h>: glibc's expf/log1pf are scalar calls that gcc cannot
- * vectorize without -ffast-math (3-15 ns per element).  Every function here is
+ * vectorize without fast-math (3-15 ns per element).  Every function here is
  * straight-line code (selects instead of branches, exponent handling by integer
  * bit manipulation) so that a loop calling it vectorizes at
  * -O3 -fno-math-errno -fno-trapping-math for SSE2, AVX2+FMA and AVX-512 alike.
- * Nothing here may be compiled with -ffast-math: the round-to-nearest trick in
+ * Nothing here may be compiled with fast-math: the round-to-nearest trick in
  * bf_exp_neg and the NaN/inf selects rely on strict IEEE semantics.
  *
  * Methods (standard, see J.-M. Muller, "Elementary Functions", ch. 11):

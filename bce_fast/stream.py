@@ -35,7 +35,7 @@ import zipfile
 
 import numpy as np
 
-from ._validation import as_array, check_reduction
+from ._validation import as_array, check_broadcast, check_reduction
 
 __all__ = ["evaluate", "LOSSES"]
 
@@ -282,13 +282,7 @@ def _side(spec, name, shape):
     if spec is None or isinstance(spec, (int, float)):
         return spec, False
     src = open_source(spec, name)
-    try:
-        ok = np.broadcast_shapes(src.shape, shape) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{name}: shape {src.shape} does not broadcast to the input "
-                         f"shape {tuple(shape)}")
+    check_broadcast(src, shape, name)
     ndim, n = len(shape), (shape[0] if shape else 1)
     if src.ndim == ndim and ndim and src.shape[0] == n and n != 1:
         return src, True

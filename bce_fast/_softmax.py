@@ -23,11 +23,18 @@ __all__ = [
 _NEVER = np.iinfo(np.int64).min     # ignore_index that matches no class
 
 
-def _axis(axis, ndim, name="axis"):
+def _index(value, name):
+    """An integer argument; bools (which operator.index accepts) are refused."""
     try:
-        ax = operator.index(axis)
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        return operator.index(value)
     except TypeError:
-        raise TypeError(f"{name}: expected an integer, got {axis!r}") from None
+        raise TypeError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def _axis(axis, ndim, name="axis"):
+    ax = _index(axis, name)
     if not -ndim <= ax < ndim:
         raise ValueError(f"{name}: {ax} is out of range for an input with {ndim} "
                          f"dimension{'s' if ndim != 1 else ''}")
@@ -187,12 +194,12 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     outer, C, inner = _layout(x.shape, ax)
     pshape = x.shape[:ax] + x.shape[ax + 1:]
     npos = outer * inner
-    try:
-        ignore_index = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(f"ignore_index: expected an integer, got {ignore_index!r}") from None
+    ignore_index = _index(ignore_index, "ignore_index")
     if not -2**63 <= ignore_index < 2**63:
         raise ValueError(f"ignore_index: expected a value in the int64 range, got {ignore_index}")
+    if not isinstance(label_smoothing, (int, float, np.integer, np.floating)) \
+            or isinstance(label_smoothing, (bool, np.bool_)):
+        raise TypeError(f"label_smoothing: expected a number, got {label_smoothing!r}")
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing!r}")

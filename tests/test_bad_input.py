@@ -939,3 +939,17 @@ def test_bad_isa_environment_variable_warns_and_falls_back():
     proc = subprocess.run([sys.executable, "-c", "import bce_fast; print(bce_fast.isa())"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() in ("baseline", "avx2", "avx512")
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"label_smoothing": "0.1"}, "label_smoothing"),
+    ({"label_smoothing": True}, "label_smoothing"),
+    ({"axis": True}, "axis"),
+    ({"ignore_index": True}, "ignore_index"),
+], ids=["eps-str", "eps-bool", "axis-bool", "ignore-bool"])
+def test_cross_entropy_rejects_lenient_arguments(kwargs, name):
+    """Strings and bools are not numbers here (float("0.1") and
+    operator.index(True) would otherwise accept them)."""
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match=name):
+        bce_fast.cross_entropy(x, np.array([0, 1]), **kwargs)

@@ -37,9 +37,10 @@ libasan=$("$cc" -print-file-name=libasan.so)
 
 # PyTorch's C++ exceptions abort the process when the ASan runtime is
 # preloaded (seen with torch 2.13: Tensor.__array__ raising for a tensor that
-# requires grad); hide torch so its tests skip via pytest.importorskip.
+# requires grad); hide torch so its tests skip via pytest.importorskip (which,
+# since pytest 9.2, skips on ModuleNotFoundError only).
 mkdir -p "$tmp/.no_torch/torch"
-echo 'raise ImportError("torch is hidden in the sanitizer run (.ci/sanitize.sh)")' \
+echo 'raise ModuleNotFoundError("torch is hidden in the sanitizer run (.ci/sanitize.sh)")' \
     >"$tmp/.no_torch/torch/__init__.py"
 export PYTHONPATH="$tmp/.no_torch:$tmp" PYTHONDONTWRITEBYTECODE=1
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1

@@ -175,7 +175,7 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
 static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, T *loss, T *grad)
 {
     T corr;
-    T q = bf_log1m_split(p, &corr);             /* 1 - p = q + corr * q */
+    T q = bf_log1m_split(p, &corr);             /* log(1 - p) = log(q) + corr */
     if (hard) {
         int pos = y != 0;
         T lz = bf_log_unit(pos ? p : q) + (pos ? (T)0 : corr);

@@ -125,20 +125,8 @@ static inline double bf_log_split_f64(double u, double *k)
         (y) = (u) != (u) ? (u) : (y);                                        \
     } while (0)
 
-/* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x). */
-static inline float bf_log1p_f32(float x)
-{
-    float u = 1.0f + x;
-    float k;
-    float f = bf_log_split_f32(u, &k);
-    float c = (x - (u - 1.0f)) / u;
-    float y = k * 0.693359375f
-              + (bf_log_reduced_f32(f) + (c + k * -2.12194440e-4f));
-    float v = x + 1.0f;                                   /* specials keyed on 1 + x */
-    BF_LOG_SPECIALS(v, y, __builtin_inff());
-    return y;
-}
-
+/* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x); double only:
+ * softmax takes log1p(s) of its double row sums. */
 static inline double bf_log1p_f64(double x)
 {
     double u = 1.0 + x;
@@ -313,7 +301,6 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 /* Type-generic front-ends for kernel bodies written once                   */
 /* ------------------------------------------------------------------------ */
 
-#define bf_log1p(x) _Generic((x), float: bf_log1p_f32, double: bf_log1p_f64)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)

@@ -34,21 +34,27 @@ def as_array(a, name):
                         f"({type(exc).__name__}: {exc})") from None
 
 
-def float_array(a, name):
-    """An array of logits or probabilities: must be floating point."""
-    arr = as_array(a, name)
+def check_float(arr, name):
+    """Logits or probabilities (anything with a .dtype): floating point."""
     if arr.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
     return arr
 
 
-def numeric_array(a, name):
+def check_numeric(arr, name):
     """A target or weight: floating point, or integer/bool (cast to the
     compute dtype)."""
-    arr = as_array(a, name)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
+
+
+def float_array(a, name):
+    return check_float(as_array(a, name), name)
+
+
+def numeric_array(a, name):
+    return check_numeric(as_array(a, name), name)
 
 
 def _weak(original, arr):

@@ -18,7 +18,8 @@ Dask is imported on first use, not when ``bce_fast`` is imported.
 """
 import numpy as np
 
-from ._validation import check_reduction, compute_dtypes
+from ._validation import (check_broadcast, check_float, check_numeric, check_reduction,
+                          compute_dtypes)
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits",
            "cross_entropy", "nll_loss"]
@@ -85,10 +86,8 @@ def _binary(name, input, target, reduction, **sides):
     da = _da()
     check_reduction(reduction)
     x, y = _dask_array(da, input, "input"), _dask_array(da, target, "target")
-    if x.dtype.kind != "f":
-        raise TypeError(f"input: expected a floating-point array, got dtype {x.dtype}")
-    if y.dtype.kind not in "fiub":
-        raise TypeError(f"target: expected a real numeric array, got dtype {y.dtype}")
+    check_float(x, "input")
+    check_numeric(y, "target")
     if y.shape != x.shape:
         raise ValueError(f"target: expected shape {x.shape} (the shape of input), got {y.shape}")
     nd = x.ndim
@@ -102,16 +101,8 @@ def _binary(name, input, target, reduction, **sides):
             consts[key] = s
             pairs.append(_proxy(s))
             continue
-        s = _dask_array(da, s, key)
-        try:
-            ok = np.broadcast_shapes(s.shape, x.shape) == x.shape
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"{key}: shape {s.shape} does not broadcast to the input "
-                             f"shape {x.shape}")
-        if s.dtype.kind not in "fiub":
-            raise TypeError(f"{key}: expected a real numeric array, got dtype {s.dtype}")
+        s = check_numeric(_dask_array(da, s, key), key)
+        check_broadcast(s, x.shape, key)
         s = s.reshape((1,) * (nd - s.ndim) + s.shape)
         # Full-size axes follow input's chunks; size-1 axes broadcast.
         s = s.rechunk(tuple(x.chunks[d] if s.shape[d] == x.shape[d] else (1,)
@@ -201,8 +192,7 @@ def _classes(name, input, target, reduction, **kwargs):
     da = _da()
     check_reduction(reduction)
     x, t = _dask_array(da, input, "input"), _dask_array(da, target, "target")
-    if x.dtype.kind != "f":
-        raise TypeError(f"input: expected a floating-point array, got dtype {x.dtype}")
+    check_float(x, "input")
     if x.ndim == 0:
         raise ValueError("input: expected at least 1 dimension (classes), got a 0-d array")
     nd = x.ndim

@@ -15,9 +15,10 @@
  *   softplus(x)  = max(x, 0)  + L,   softplus(-x) = max(-x, 0) + L
  *   sigmoid(x)   = (x >= 0 ? 1 : e) / (1 + e)   (bf_ratio1p: one rounding)
  *   BCE-logits   = c0 softplus(x) + c1 softplus(-x),  c0 = w (1 - y), c1 = w pw y
+ *                = (c0 + c1) L + (x > 0 ? c0 : c1) |x|
  *                  (both terms non-negative for y in [0, 1]: no cancellation,
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
- *                  when its softplus is inf)
+ *                  when |x| is inf)
  *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x)
  *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)),
  *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps;
@@ -100,24 +101,55 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
 
 /* ------------------------------------------------------- BCE with logits */
 
-static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs,
+/* `weighted` is a constant at each call site: without weight and pos_weight
+ * the coefficients are 1 - y and y, and their sum is exactly 1. */
+static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighted,
                                           T *loss, T *grad, T *hess)
 {
     T a = x < 0 ? -x : x;
     T e = bf_exp_neg(-a);
     T l = bf_log1p_unit(e);
-    T sp_pos = (x > 0 ? x : (T)0) + l;          /* softplus(x)  */
-    T sp_neg = (x < 0 ? -x : (T)0) + l;         /* softplus(-x) */
-    T c0 = w * ((T)1 - y);
-    T c1 = (w * pw) * y;
-    T v = (c0 == 0 ? (T)0 : c0 * sp_pos) + (c1 == 0 ? (T)0 : c1 * sp_neg);
-    *loss = x != x ? x : v;
+    T c0 = weighted ? w * ((T)1 - y) : (T)1 - y;
+    T c1 = weighted ? (w * pw) * y : y;
+    /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + (x > 0 ? c0 : c1) |x| */
+    T lc = weighted ? c0 + c1 : (T)1;
+    T t = x > 0 ? c0 : c1;
+    *loss = bf_fma(lc, l, t == 0 ? (T)0 : t * a);
     T d = (T)1 + e;
     T big = (T)1 / d, small = e / d;            /* sigmoid(|x|), sigmoid(-|x|) */
     T s_pos = x >= 0 ? big : small;             /* sigmoid(x)  */
     T s_neg = x >= 0 ? small : big;             /* sigmoid(-x) */
     *grad = gs * (c0 * s_pos - c1 * s_neg);
-    *hess = w * (s_pos * s_neg);
+    *hess = (weighted ? w : (T)1) * (s_pos * s_neg);
+}
+
+/* One tile of loss (l), gradient (g, may be NULL) and Hessian (h, may be
+ * NULL; then g is not); l is not written when h is given. */
+static inline void BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const T *pw,
+                                          T gs, int weighted, T *l, T *g, T *h, int64_t m)
+{
+    T lv, gv, hv;
+    if (g == NULL) {
+#pragma omp simd private(lv, gv, hv)
+        for (int64_t i = 0; i < m; i++) {
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            l[i] = lv;
+        }
+    } else if (h == NULL) {
+#pragma omp simd private(lv, gv, hv)
+        for (int64_t i = 0; i < m; i++) {
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            l[i] = lv;
+            g[i] = gv;
+        }
+    } else {
+#pragma omp simd private(lv, gv, hv)
+        for (int64_t i = 0; i < m; i++) {
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            g[i] = gv;
+            h[i] = hv;
+        }
+    }
 }
 
 static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -126,39 +158,22 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
     const T *x = (const T *)p->x, *y = (const T *)p->y;
     T *out = (T *)p->out, *grad = (T *)p->grad, *hess = (T *)p->hess;
     const T gs = (T)p->grad_scale;
+    const int weighted = p->w != NULL || p->pw != NULL;
     T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE];
     double acc[BF_LANES] = {0};
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(p, off, hi);
-        int64_t r = off / p->row, c = off % p->row;
-        const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
-        const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, r, c, m, pwbuf);
-        const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
-        T lv, gv, hv;
-        if (grad == NULL) {
-#pragma omp simd private(lv, gv, hv)
-            for (int64_t i = 0; i < m; i++) {
-                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
-                l[i] = lv;
-            }
-        } else if (hess == NULL) {
-            T *g = grad + off;
-#pragma omp simd private(lv, gv, hv)
-            for (int64_t i = 0; i < m; i++) {
-                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
-                l[i] = lv;
-                g[i] = gv;
-            }
+        T *g = grad != NULL ? grad + off : NULL, *h = hess != NULL ? hess + off : NULL;
+        if (weighted) {
+            int64_t r = off / p->row, c = off % p->row;
+            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
+            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, r, c, m, pwbuf);
+            BF_FN(bce_logits_tile)(x + off, y + off, w, pw, gs, 1, l, g, h, m);
         } else {
-            T *g = grad + off, *h = hess + off;
-#pragma omp simd private(lv, gv, hv)
-            for (int64_t i = 0; i < m; i++) {
-                BF_FN(bce_logits_elem)(xt[i], yt[i], w[i], pw[i], gs, &lv, &gv, &hv);
-                g[i] = gv;
-                h[i] = hv;
-            }
+            /* w and pw are not read: any pointer will do */
+            BF_FN(bce_logits_tile)(x + off, y + off, x + off, x + off, gs, 0, l, g, h, m);
         }
         if (partial != NULL)
             BF_LANES_ADD(acc, l, m);

@@ -297,9 +297,23 @@ static inline double bf_log_unit_f64(double z)
 static inline float bf_log1m_split_f32(float p, float *corr) { BF_LOG1M_SPLIT_BODY(float) }
 static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT_BODY(double) }
 
+/* a b + c, fused where the instruction set has FMA.  Spelled out where the
+ * contraction must not depend on the surrounding code: -ffp-contract=fast
+ * may fuse a plain a * b + c in one loop and not in another, and the loss of
+ * a fused loss-and-gradient call must equal the loss of the plain call. */
+#ifdef BF_HAVE_FMA
+static inline float bf_fma_f32(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+static inline double bf_fma_f64(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
+static inline float bf_fma_f32(float a, float b, float c) { return a * b + c; }
+static inline double bf_fma_f64(double a, double b, double c) { return a * b + c; }
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Type-generic front-ends for kernel bodies written once                   */
 /* ------------------------------------------------------------------------ */
+
+#define bf_fma(a, b, c) _Generic((a), float: bf_fma_f32, double: bf_fma_f64)(a, b, c)
 
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)

@@ -57,7 +57,8 @@ omp_compile, omp_link = _openmp_flags()
 
 # -std=c11 alone turns FMA contraction off; contraction is not fast-math
 # (one rounding instead of two, no reassociation) and is worth ~1.5x.
-compile_args = ["-std=c11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
+compile_args = ["-std=c11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",
+                "-Werror=implicit-function-declaration"]
 compile_args += ["-O0", "-g"] if debug else ["-O3"]
 if not omp_compile:
     compile_args.append("-fopenmp-simd")   # `#pragma omp simd` without the runtime

@@ -68,7 +68,7 @@ static inline int64_t BF_FN(tile_len)(const bf_elementwise *p, int64_t off, int6
 
 static inline T BF_FN(sigmoid_elem)(T x)
 {
-    T a = x < 0 ? -x : x;
+    T a = bf_fabs(x);
     T e = bf_exp_neg(-a);
     return bf_ratio1p(x >= 0 ? (T)1 : e, e);
 }
@@ -76,7 +76,7 @@ static inline T BF_FN(sigmoid_elem)(T x)
 /* log_sigmoid(x) = -softplus(-x) */
 static inline T BF_FN(log_sigmoid_elem)(T x)
 {
-    T a = x < 0 ? -x : x;
+    T a = bf_fabs(x);
     T l = bf_log1p_unit(bf_exp_neg(-a));
     return -((x < 0 ? -x : (T)0) + l);
 }
@@ -106,7 +106,7 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
 static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighted,
                                           T *loss, T *grad, T *hess)
 {
-    T a = x < 0 ? -x : x;
+    T a = bf_fabs(x);
     T e = bf_exp_neg(-a);
     T l = bf_log1p_unit(e);
     T c0 = weighted ? w * ((T)1 - y) : (T)1 - y;

@@ -332,6 +332,8 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 /* ------------------------------------------------------------------------ */
 
 
+/* |x| as a sign-bit mask (x < 0 ? -x : x compiles to a compare and a blend) */
+#define bf_fabs(x) _Generic((x), float: __builtin_fabsf, double: __builtin_fabs)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)

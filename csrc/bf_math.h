@@ -16,10 +16,9 @@
  *         exp(r) by a polynomial; 2^n built from exponent bits.
  *   log:  u = m * 2^k with m in [sqrt(1/2), sqrt(2)) found by integer
  *         arithmetic on the bit pattern; log(m) by a polynomial in f = m - 1.
- *         Variants: log1p on [0, 1] (softplus: float32 one polynomial with no
- *         reduction, float64 a two-way split), log on [0, 1] and log(1 - p)
- *         (BCE on probabilities), each exact and division-free in its
- *         reduction; general log1p (softmax's log1p(s)) corrects the rounding
+ *         Variants: log1p on [0, 1] (softplus: one polynomial, no
+ *         reduction), log on [0, 1] and log(1 - p) (BCE on probabilities,
+ *         exact, division-free reductions); general log1p (softmax's log1p(s)) corrects the rounding
  *         of 1 + x by (x - (u - 1)) / u (D. Goldberg, "What every computer
  *         scientist should know about floating-point arithmetic", 1991).
  *   num / (1 + e) with one rounding (sigmoid).
@@ -159,10 +158,11 @@ static inline double bf_log1p_f64(double x)
 /* ------------------------------------------------------------------------ */
 
 /* exp(x) for x <= 0 (-inf gives 0, NaN propagates): all the kernels need,
- * since every exponent is -|x| or x - max.  float32: Cephes expf polynomial,
- * exp(r) = 1 + r + r^2 P(r), deg P = 5; float64: Taylor polynomial of degree
- * 13 on |r| <= ln2/2 (truncation below 5e-18); ln2 split so that n*ln2_hi is
- * exact.  No overflow is possible, so 2^k is applied as 2^(k+64) * 2^-64:
+ * since every exponent is -|x| or x - max.  exp(r) = 1 + r + r^2 P(r) on
+ * |r| <= ln2/2: float32 the Cephes expf polynomial, deg P = 5; float64 a
+ * minimax P of degree 9 (relative error 3.6e-18, csrc/gen/fit_polynomials.py;
+ * the Taylor series needs degree 11 for the same); ln2 split so that
+ * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as 2^(k+64) * 2^-64:
  * one exponent construction, and a subnormal result takes one rounding. */
 static inline float bf_exp_neg_f32(float x)
 {
@@ -192,53 +192,43 @@ static inline double bf_exp_neg_f64(double x)
     int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
     double r = xc - n * 6.93147180369123816490e-01;
     r = r - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    double p = 2.5000280870099632768e-8;
+    p = p * r + 2.7630236281711811335e-7;
+    p = p * r + 2.7557585600636712533e-6;
+    p = p * r + 0.000024801493127036629035;
+    p = p * r + 0.00019841269507529691439;
+    p = p * r + 0.0013888888943609475338;
+    p = p * r + 0.0083333333334939821945;
+    p = p * r + 0.041666666666530208224;
+    p = p * r + 0.1666666666666641336;
+    p = p * r + 0.50000000000000106251;
     double y = (r * r) * p + r + 1.0;
     y = y * bf_from_bits_f64((uint64_t)(k + 64 + 1023) << 52);
     return y * 5.42101086242752217e-20;                  /* 2^-64 */
 }
 
-/* log1p(e) for e in [0, 1] (or NaN), the tail of softplus.
- * float32: no reduction at all.  log1p(e) = e - e^2 R(e), where
- * R(e) = (e - log1p(e)) / e^2 falls from 1/2 to 0.307 on [0, 1] and is
- * analytic out to e = -1, so a polynomial of degree 9 in u = e - 1/2 (exact
- * for e >= 1/4) fits it to 9e-9 relative; centring on 1/2 keeps the terms
- * small at both ends, where a series in e alternates and cancels at e = 1.
- * e^2 R is at most 0.31 of the result: R's rounding enters at half weight.
- * Coefficients: minimax for relative error (Lawson's iteration over
- * Chebyshev nodes, csrc/gen/fit_log1p_unit.py), rounded to float.  Measured
- * within 1.23 ULP against a double reference, with 12 operations and no
- * selects (the reduction below took twice as many).
- * float64: 1 + e lies in [1, 2], so k is 0 or 1 and no bit manipulation or
- * division by 1 + e is needed:
- *   e <  sqrt(2) - 1:  k = 0, f = e exactly;
- *   e >= sqrt(2) - 1:  k = 1, f = (e - 1) / 2, with the rounding error of
- *                      e - 1 recovered exactly by Fast2Sum (|1| >= |e|) and
- *                      added as err / (2 m), 1/m in [1.333, 1.414] taken as
- *                      1.3728 (error below 1/60 ULP of the result).
- * f then lies in [sqrt(1/2) - 1, sqrt(2) - 1], the domain of
- * bf_log_reduced_f64.  Measured within 1.05 ULP. */
+/* log1p(e) for e in [0, 1] (or NaN), the tail of softplus, with no range
+ * reduction: log1p(e) = e - e^2 R(e), where R(e) = (e - log1p(e)) / e^2
+ * falls from 1/2 to 0.307 on [0, 1] and is analytic out to e = -1, so a
+ * polynomial in u = e - 1/2 (exact for e >= 1/4) fits it closely: degree 9
+ * to 9e-9 relative for float32, degree 20 to 2e-17 for float64.  Centring on
+ * 1/2 keeps the terms small at both ends, where a series in e alternates and
+ * cancels at e = 1; e^2 R is at most 0.31 of the result, so R's rounding
+ * enters at half weight.  Coefficients: minimax for relative error
+ * (csrc/gen/fit_polynomials.py).  Measured within 1.23 ULP (float32, against
+ * float64) and 1.13 ULP (float64, against long double), with no selects and
+ * no division; the two-way reduction of 1 + e it replaces took twice the
+ * operations in float32 and a division in float64. */
 static inline float bf_log1p_unit_f32(float e)
 {
     float u = e - 0.5f;
-    float r = -2.8359708376e-03f;
-    r = r * u + 4.5788199641e-03f;
-    r = r * u - 5.7684630156e-03f;
-    r = r * u + 9.6808914095e-03f;
-    r = r * u - 1.6805233434e-02f;
+    float r = -2.8359410353e-03f;
+    r = r * u + 4.5787766576e-03f;
+    r = r * u - 5.7685249485e-03f;
+    r = r * u + 9.6809025854e-03f;
+    r = r * u - 1.6805207357e-02f;
     r = r * u + 2.8964158148e-02f;
-    r = r * u - 5.1082793623e-02f;
+    r = r * u - 5.1082797348e-02f;
     r = r * u + 9.3229703605e-02f;
     r = r * u - 1.7922493815e-01f;
     r = r * u + 3.7813958526e-01f;
@@ -247,14 +237,29 @@ static inline float bf_log1p_unit_f32(float e)
 
 static inline double bf_log1p_unit_f64(double e)
 {
-    int hi = e >= 0.41421356237309503;
-    double s = e - 1.0;
-    double err = e - (s + 1.0);
-    double f = hi ? 0.5 * s : e;
-    double corr = hi ? err * 0.6864 : 0.0;
-    double k_hi = hi ? 6.93147180369123816490e-01 : 0.0;
-    double k_lo = hi ? 1.90821492927058770002e-10 : 0.0;
-    return k_hi + (bf_log_reduced_f64(f) + (corr + k_lo));
+    double u = e - 0.5;
+    double r = 0.000023274970146009904263;
+    r = r * u - 0.000035926863164413180625;
+    r = r * u + 0.000025789602724287168586;
+    r = r * u - 0.000041359426287703840942;
+    r = r * u + 0.00008267718838430163238;
+    r = r * u - 0.00013057205692650119986;
+    r = r * u + 0.00020198363802628856987;
+    r = r * u - 0.00032221296895532585435;
+    r = r * u + 0.00051696914542802193616;
+    r = r * u - 0.0008315239173689132701;
+    r = r * u + 0.0013444924501843558471;
+    r = r * u - 0.0021876319133427663162;
+    r = r * u + 0.0035856668412168463252;
+    r = r * u - 0.0059290123507676627432;
+    r = r * u + 0.0099099007057878435607;
+    r = r * u - 0.016788742469918333531;
+    r = r * u + 0.028943183165290938957;
+    r = r * u - 0.051083446105659782733;
+    r = r * u + 0.093230366363664568832;
+    r = r * u - 0.17922493693603626938;
+    r = r * u + 0.37813956756734247266;
+    return bf_fma(-(e * e), r, e);
 }
 
 /* num / (1 + e) for e in [0, 1]: the last step of sigmoid, rounded once more

@@ -1,0 +1,93 @@
+"""Derive the minimax coefficients used in csrc/bf_math.h.
+
+  log1p on [0, 1]:  log1p(e) = e - e^2 R(e), R(e) = (e - log1p(e)) / e^2,
+                    R a polynomial in u = e - 1/2 (degree 9 for float32,
+                    20 for float64), fitted for relative error of R.
+  exp, float64:     exp(r) = 1 + r + r^2 P(r) on |r| <= ln(2)/2, P of degree
+                    9, fitted for relative error of exp(r).
+
+Each fit minimises the maximum weighted error over Chebyshev nodes by
+Lawson's iteratively reweighted least squares, in 50-digit mpmath arithmetic.
+The float32 log1p is then evaluated exactly as the C code does (Horner with
+FMA, then fma(-e*e, R, e), in float32) and checked against a float64 log1p.
+Run:  python csrc/gen/fit_polynomials.py   (needs mpmath and numpy; ~1 min)
+"""
+import mpmath as mp
+import numpy as np
+
+mp.mp.dps = 50
+
+
+def lawson(nodes, target, weight, deg, iterations=60):
+    """Coefficients c[0..deg] minimising max |weight * (sum c_j x^j - target)|."""
+    n = len(nodes)
+    lam = [mp.mpf(1) / n] * n
+    for _ in range(iterations):
+        a, b = mp.matrix(n, deg + 1), mp.matrix(n, 1)
+        for i, x in enumerate(nodes):
+            s = mp.sqrt(lam[i]) * weight[i]
+            for j in range(deg + 1):
+                a[i, j] = s * x**j
+            b[i] = s * target[i]
+        c = mp.qr_solve(a, b)[0]
+        err = [weight[i] * (mp.polyval(list(reversed(c)), x) - target[i])
+               for i, x in enumerate(nodes)]
+        lam = [lam[i] * abs(err[i]) + mp.mpf(10) ** -60 for i in range(n)]
+        total = sum(lam)
+        lam = [v / total for v in lam]
+    return [c[j] for j in range(deg + 1)], max(abs(e) for e in err)
+
+
+def chebyshev(half_width, count):
+    return [half_width * mp.cos(mp.pi * (k + mp.mpf(1) / 2) / count) for k in range(count)]
+
+
+def fit_log1p(deg):
+    u = chebyshev(mp.mpf(1) / 2, 12 * deg)
+    r = [(v + 0.5 - mp.log1p(v + 0.5)) / (v + 0.5) ** 2 for v in u]
+    return lawson(u, r, [1 / x for x in r], deg)
+
+
+def fit_exp(deg):
+    x = chebyshev(mp.log(2) / 2, 15 * deg)
+    p = [(mp.exp(v) - 1 - v) / v**2 for v in x]
+    return lawson(x, p, [v**2 / mp.exp(v) for v in x], deg)
+
+
+def check_log1p_f32(c):
+    """Worst ULP error of the float32 evaluation, against float64 log1p."""
+    def fma32(a, b, d):        # the float64 product of two floats is exact
+        return (a.astype(np.float64) * b + d).astype(np.float32)
+    c32 = np.array([float(v) for v in c], np.float32)
+    rng = np.random.default_rng(1)
+    e = np.concatenate([rng.random(3_000_000, dtype=np.float32),
+                        (2.0 ** -rng.uniform(0, 30, 1_000_000)).astype(np.float32),
+                        np.float32(1) - rng.random(500_000, dtype=np.float32) / 1000,
+                        np.array([0, 1], np.float32)])
+    u = e - np.float32(0.5)
+    r = np.full_like(e, c32[-1])
+    for k in range(len(c32) - 2, -1, -1):
+        r = fma32(r, u, c32[k])
+    got = fma32(-(e * e), r, e).astype(np.float64)
+    exact = np.log1p(e.astype(np.float64))
+    ulp = np.spacing(np.maximum(exact, 1e-45).astype(np.float32)).astype(np.float64)
+    return (np.abs(got - exact) / ulp).max()
+
+
+def show(title, c, fmt):
+    print(title)
+    for k in range(len(c) - 1, -1, -1):
+        print(f"  x^{k:<2d} {fmt(c[k])}")
+
+
+if __name__ == "__main__":
+    c, err = fit_log1p(9)
+    c32 = [np.float32(float(v)) for v in c]
+    show(f"log1p R, float32, degree 9: relative error {float(err):.2e}, "
+         f"float32 log1p within {check_log1p_f32(c):.2f} ULP", c32, lambda v: f"{v:.10e}f")
+    c, err = fit_log1p(20)
+    show(f"log1p R, float64, degree 20: relative error {float(err):.2e}", c,
+         lambda v: mp.nstr(v, 20))
+    c, err = fit_exp(9)
+    show(f"exp P, float64, degree 9: relative error of exp {float(err):.2e}", c,
+         lambda v: mp.nstr(v, 20))

@@ -22,8 +22,8 @@ cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
 
 
 cdef object _scalar(double value, int dt):
-    """A NumPy float32/float64 scalar of `value` (a fifth of the cost of
-    calling np.float32, which parses its argument like an array)."""
+    """A NumPy float32/float64 scalar of `value`, built directly rather than
+    by calling np.float32, which parses its argument like an array."""
     cdef float f
     if dt == BF_F32:
         f = <float>value

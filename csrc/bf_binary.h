@@ -172,7 +172,7 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
             const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, r, c, m, pwbuf);
             BF_FN(bce_logits_tile)(x + off, y + off, w, pw, gs, 1, l, g, h, m);
         } else {
-            /* w and pw are not read: any pointer will do */
+            /* the unweighted element never reads w or pw; x stands in */
             BF_FN(bce_logits_tile)(x + off, y + off, x + off, x + off, gs, 0, l, g, h, m);
         }
         if (partial != NULL)

@@ -4,11 +4,12 @@
  *
  * Included by bf_isa_body.h with T = float / double and BF_FN(name) naming
  * the per-type function, inside a translation unit compiled for one
- * instruction set.  Each chunk function walks its range in tiles of at most
- * BF_TILE elements that never cross a row (so broadcast side arrays are either
- * a contiguous run or one value per tile), computes the tile with a
- * `#pragma omp simd` loop over inline element functions, and adds the tile's
- * losses into 16 double lanes in a fixed order.
+ * instruction set.  Each chunk function walks its range in tiles of BF_TILE
+ * elements (fewer only at the chunk's end; a tile may span rows, so short
+ * rows do not mean short vector loops), gathers broadcast side arrays for the
+ * tile into a buffer, computes it with a `#pragma omp simd` loop over inline
+ * element functions, and adds the tile's losses into 16 double lanes in a
+ * fixed order.
  *
  * Formulas (one per quantity, shared by loss and gradient):
  *   e = exp(-|x|),  L = log1p(e)
@@ -30,17 +31,35 @@
 #define BF_SIDE BF_FN(side)
 #define BF_LANES_ADD BF_FN(lanes_add)
 
-/* Pointer to the tile [c, c+m) of row r of a side array; a broadcast value is
- * replicated into buf. */
-static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si,
-                               int64_t r, int64_t c, int64_t m, T *buf)
+/* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
+ * the array itself where it is laid out like the input (so = row, si = 1),
+ * else assembled in buf one row segment at a time -- a row reads either a
+ * run of the array (si = 1: a per-class vector, so = 0) or one value
+ * (si = 0: a per-row or a single weight).  NULL reads as 1. */
+static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si, int64_t row,
+                               int64_t off, int64_t m, T *buf)
 {
     const T *s = (const T *)base;
-    if (s != NULL && si != 0)
-        return s + r * so + c;
-    T v = s != NULL ? s[r * so] : (T)1;
-    for (int64_t j = 0; j < m; j++)
-        buf[j] = v;
+    if (s != NULL && si != 0 && so == row)
+        return s + off;
+    if (s == NULL || (so == 0 && si == 0)) {
+        T v = s != NULL ? s[0] : (T)1;
+        for (int64_t j = 0; j < m; j++)
+            buf[j] = v;
+        return buf;
+    }
+    int64_t r = off / row, c = off % row;
+    for (int64_t j = 0; j < m; r++, c = 0) {
+        int64_t len = row - c < m - j ? row - c : m - j;
+        const T *src = s + r * so;
+        if (si != 0)
+            for (int64_t k = 0; k < len; k++)
+                buf[j + k] = src[c + k];
+        else
+            for (int64_t k = 0; k < len; k++)
+                buf[j + k] = src[0];
+        j += len;
+    }
     return buf;
 }
 
@@ -55,13 +74,11 @@ static inline void BF_LANES_ADD(double *acc, const T *v, int64_t m)
         acc[j] += (double)v[i + j];
 }
 
-/* Length of the tile starting at flat offset off: up to the end of its row,
- * the end of the chunk, or BF_TILE. */
-static inline int64_t BF_FN(tile_len)(const bf_elementwise *p, int64_t off, int64_t hi)
+/* Length of the tile starting at flat offset off: BF_TILE, or up to the
+ * end of the chunk. */
+static inline int64_t BF_FN(tile_len)(int64_t off, int64_t hi)
 {
-    int64_t m = p->row - off % p->row;
-    m = m < hi - off ? m : hi - off;
-    return m < BF_TILE ? m : BF_TILE;
+    return hi - off < BF_TILE ? hi - off : BF_TILE;
 }
 
 /* ---------------------------------------------------------------- sigmoid */
@@ -163,13 +180,12 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
     double acc[BF_LANES] = {0};
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
-        m = BF_FN(tile_len)(p, off, hi);
+        m = BF_FN(tile_len)(off, hi);
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL, *h = hess != NULL ? hess + off : NULL;
         if (weighted) {
-            int64_t r = off / p->row, c = off % p->row;
-            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
-            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, r, c, m, pwbuf);
+            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf);
+            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf);
             BF_FN(bce_logits_tile)(x + off, y + off, w, pw, gs, 1, l, g, h, m);
         } else {
             /* the unweighted element never reads w or pw; x stands in */
@@ -246,9 +262,8 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
     int bad = 0;
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
-        m = BF_FN(tile_len)(p, off, hi);
-        int64_t r = off / p->row, c = off % p->row;
-        const T *w = BF_SIDE(p->w, p->w_so, p->w_si, r, c, m, wbuf);
+        m = BF_FN(tile_len)(off, hi);
+        const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf);
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;

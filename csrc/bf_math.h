@@ -49,7 +49,7 @@ static inline double bf_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, 8);
  * contraction must not depend on the surrounding code: -ffp-contract=fast
  * may fuse a plain a * b + c in one loop and not in another, and the loss of
  * a fused loss-and-gradient call must equal the loss of the plain call. */
-#ifdef BF_HAVE_FMA
+#if defined(BF_HAVE_FMA) || defined(__FMA__)   /* __FMA__: a baseline built with -mfma */
 static inline float bf_fma_f32(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 static inline double bf_fma_f64(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #else

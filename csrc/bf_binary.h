@@ -267,14 +267,19 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
+        /* targets are checked before anything is written (out may be an
+         * input); a tile of 0/1 targets needs no range check */
         int hard = 1, tbad = 0;
-#pragma omp simd reduction(& : hard) reduction(| : tbad)
-        for (int64_t i = 0; i < m; i++) {
+#pragma omp simd reduction(& : hard)
+        for (int64_t i = 0; i < m; i++)
             hard &= (yt[i] == 0) | (yt[i] == 1);
-            tbad |= !(yt[i] >= 0 && yt[i] <= 1);
+        if (!hard) {
+#pragma omp simd reduction(| : tbad)
+            for (int64_t i = 0; i < m; i++)
+                tbad |= !(yt[i] >= 0 && yt[i] <= 1);
+            if (tbad)
+                return BF_ERR_TARGET;
         }
-        if (tbad)
-            return BF_ERR_TARGET;
         if (hard)
             bad |= BF_FN(bce_tile)(xt, yt, w, gs, 1, l, g, m);
         else

@@ -18,9 +18,10 @@
  *         arithmetic on the bit pattern; log(m) by a polynomial in f = m - 1.
  *         Variants: log1p on [0, 1] (softplus: one polynomial, no
  *         reduction), log on [0, 1] and log(1 - p) (BCE on probabilities,
- *         exact, division-free reductions); general log1p (softmax's log1p(s)) corrects the rounding
- *         of 1 + x by (x - (u - 1)) / u (D. Goldberg, "What every computer
- *         scientist should know about floating-point arithmetic", 1991).
+ *         exact, division-free reductions); general log1p (softmax's
+ *         log1p(s)) corrects the rounding of 1 + x by (x - (u - 1)) / u
+ *         (D. Goldberg, "What every computer scientist should know about
+ *         floating-point arithmetic", 1991).
  *   num / (1 + e) with one rounding (sigmoid).
  * Accuracy measured against a long-double reference over their domains:
  * exp and log within 1 ULP, the log1p variants within 1.3 ULP (float32 and
@@ -162,8 +163,9 @@ static inline double bf_log1p_f64(double x)
  * |r| <= ln2/2: float32 the Cephes expf polynomial, deg P = 5; float64 a
  * minimax P of degree 9 (relative error 3.6e-18, csrc/gen/fit_polynomials.py;
  * the Taylor series needs degree 11 for the same); ln2 split so that
- * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as 2^(k+64) * 2^-64:
- * one exponent construction, and a subnormal result takes one rounding. */
+ * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as
+ * 2^(k+64) * 2^-64: one exponent construction, and a subnormal result takes
+ * one rounding. */
 static inline float bf_exp_neg_f32(float x)
 {
     const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
@@ -268,10 +270,11 @@ static inline double bf_log1p_unit_f64(double e)
  * corrected with its exact residual num - q (d + dl), where d + dl = 1 + e
  * exactly (Fast2Sum) and q d is split exactly by an FMA where the instruction
  * set has one (BF_HAVE_FMA, set by the bf_isa_*.c file).  The correction is
- * at most about an ULP of q, so 1/d in it needs only a few digits: the linear
- * guess 1.4571 - d/2 (within 6% on [1, 2]) adds at most 0.1 ULP.  Without FMA, float32 divides in double instead (both steps exact
- * or nearly so, then one rounding to float; 30% slower than the corrected
- * float quotient on AVX2) and float64 splits q d by Dekker's product.
+ * at most about an ULP of q, so 1/d in it needs only a few digits: the
+ * linear guess 1.4571 - d/2 (within 6% on [1, 2]) adds at most 0.1 ULP.
+ * Without FMA, float32 divides in double instead (both steps exact or nearly
+ * so, then one rounding to float; 30% slower than the corrected float
+ * quotient on AVX2) and float64 splits q d by Dekker's product.
  * Measured: sigmoid within 1.5 ULP. */
 static inline float bf_ratio1p_f32(float num, float e)
 {
@@ -279,7 +282,7 @@ static inline float bf_ratio1p_f32(float num, float e)
     float d = 1.0f + e;
     float dl = (1.0f - d) + e;
     float q = num / d;
-    float res = bf_fma_f32(-q, d, num);                  /* num - q d, exact */
+    float res = __builtin_fmaf(-q, d, num);              /* num - q d, exact */
     float g = 1.4571f - 0.5f * d;                        /* ~1/d on [1, 2], 6% */
     return q + (res - q * dl) * g;
 #else
@@ -344,7 +347,6 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 /* ------------------------------------------------------------------------ */
 /* Type-generic front-ends for kernel bodies written once                   */
 /* ------------------------------------------------------------------------ */
-
 
 /* |x| as a sign-bit mask (x < 0 ? -x : x compiles to a compare and a blend) */
 #define bf_fabs(x) _Generic((x), float: __builtin_fabsf, double: __builtin_fabs)(x)

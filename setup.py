@@ -80,7 +80,7 @@ ext = Extension(
     ],
     include_dirs=["csrc", np.get_include()],
     # Kernel bodies live in headers: a header change must rebuild the objects.
-    depends=sorted(glob.glob("csrc/*.h")) + ["bce_fast/_softmax.pxi"],
+    depends=sorted(glob.glob("csrc/*.h")) + ["bce_fast/_softmax.pxi", "bce_fast/_outcache.pxi"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     extra_compile_args=compile_args + omp_compile,
     extra_link_args=link_args,

@@ -345,8 +345,8 @@ def logistic_grad_hess(raw, y, sample_weight=None):
         sw = numeric_array(sample_weight, "sample_weight")
         check_broadcast(sw, x.shape, "sample_weight", what="raw")
     ct, rt = compute_dtypes((raw, x), (y, t), (sample_weight, sw))
-    grad = np.empty(x.shape, dtype=ct)
-    hess = np.empty(x.shape, dtype=ct)
+    grad = _core.empty(x.shape, ct)
+    hess = _core.empty(x.shape, ct)
     if x.size:
         row, wk, w_so, w_si = side_layout([to_kernel(sw, ct)], x.shape)
         _core.elementwise(_core.KIND_GRAD_HESS, to_kernel(x, ct), to_kernel(t, ct),

@@ -101,6 +101,9 @@ def set_num_threads(int n):
     bf_set_num_threads(n)
 
 
+include "_outcache.pxi"
+
+
 # ------------------------------------------------------------- invariants
 
 cdef int _dtype_code(cnp.ndarray a) except -1:

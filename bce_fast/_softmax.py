@@ -257,7 +257,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
     grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
     if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
-        grad_buf = np.empty(x.shape, dtype=ct)      # the kernel re-reads the target
+        grad_buf = _core.empty(x.shape, ct)      # the kernel re-reads the target
     if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
         g_up = g_up.copy()
 
@@ -505,8 +505,8 @@ def softmax_grad_hess(raw, y, sample_weight=None):
         if sw.shape != (n,):
             raise ValueError(f"sample_weight: expected shape ({n},), got {sw.shape}")
     ct, rt = compute_dtypes((raw, x), (sample_weight, sw))
-    grad = np.empty(x.shape, dtype=ct)
-    hess = np.empty(x.shape, dtype=ct)
+    grad = _core.empty(x.shape, ct)
+    hess = _core.empty(x.shape, ct)
     if x.size:
         status, _, _ = _core.softmax_family(
             _core.SM_CE, to_kernel(x, ct), n, K, 1, target=np.ascontiguousarray(tk),

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from . import _core
+
 REDUCTIONS = ("none", "mean", "sum")
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -201,7 +203,7 @@ def kernel_out(out, shape, dtype, avoid=()):
             and out.dtype.isnative \
             and not any(a is not None and np.may_share_memory(out, a) for a in avoid):
         return out
-    return np.empty(shape, dtype=dtype)
+    return _core.empty(shape, dtype)
 
 
 def finish_out(buf, out, res_dtype):

@@ -17,10 +17,13 @@
 # first.  Arrays from the cache own their data like any other (flags.owndata,
 # resize and pickling behave as usual); only `get_handler_name(a)` tells.
 #
+# Blocks handed out are reported to tracemalloc under NumPy's domain, as
+# NumPy's own allocator does, so memory profilers see them.
+#
 # Locking: NumPy calls the handler with the GIL held, but the cache takes its
 # own spin lock, so it stays correct should that change.
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uintptr_t
 from libc.string cimport memcpy, strncpy
 from cpython.pycapsule cimport PyCapsule_New
 
@@ -38,6 +41,10 @@ cdef extern from "numpy/arrayobject.h":
         PyDataMemAllocator allocator
 
     object PyDataMem_SetHandler(object handler)
+
+cdef extern from "Python.h":
+    int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size) nogil
+    int PyTraceMalloc_Untrack(unsigned int domain, uintptr_t ptr) nogil
 
 cdef extern from *:
     """
@@ -79,6 +86,7 @@ cdef extern from *:
 cdef enum:
     _HEADER = 64
     _SLOTS = 8
+    _NUMPY_TRACE_DOMAIN = 389047        # NPY_TRACE_DOMAIN in NumPy's alloc.c
 cdef size_t _MIN_BLOCK = 1 << 20
 cdef size_t _DEFAULT_LIMIT = 512 << 20
 
@@ -138,7 +146,11 @@ cdef void *_cache_malloc(void *ctx, size_t size) noexcept nogil:
         for i in range(best, _held_count):
             _held[i] = _held[i + 1]
     bf_cache_unlock()
-    return data if data != NULL else _new_block(size)
+    if data == NULL:
+        data = _new_block(size)
+    if data != NULL:
+        PyTraceMalloc_Track(_NUMPY_TRACE_DOMAIN, <uintptr_t>data, size)
+    return data
 
 
 cdef void _cache_free(void *ctx, void *ptr, size_t size) noexcept nogil:
@@ -149,6 +161,7 @@ cdef void _cache_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     cdef int n_evicted = 0, i
     if data == NULL:
         return
+    PyTraceMalloc_Untrack(_NUMPY_TRACE_DOMAIN, <uintptr_t>data)
     cdef size_t cap = _capacity(data)
     bf_cache_lock()
     if cap > _limit:
@@ -182,6 +195,7 @@ cdef void *_cache_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         return _cache_malloc(ctx, new_size)
     cdef size_t cap = _capacity(<char *>ptr)
     if new_size <= cap and cap - new_size <= new_size // 4 + 4095:
+        PyTraceMalloc_Track(_NUMPY_TRACE_DOMAIN, <uintptr_t>ptr, new_size)
         return ptr
     cdef void *data = _cache_malloc(ctx, new_size)
     if data == NULL:

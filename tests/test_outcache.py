@@ -15,6 +15,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -115,6 +116,20 @@ def test_cached_array_behaves_like_numpy():
     np.testing.assert_allclose(y, want[:N // 3], rtol=1e-15)
     del y
     assert get_handler_name() == "default_allocator"
+
+
+def test_tracemalloc_sees_cached_arrays():
+    x = np.zeros(N)
+    bce_fast.sigmoid(x)                         # leaves a block in the cache
+    tracemalloc.start()
+    try:
+        y = bce_fast.sigmoid(x)                 # reuses it
+        assert get_handler_name(y) == CACHE
+        assert tracemalloc.get_traced_memory()[0] >= y.nbytes
+        del y
+        assert tracemalloc.get_traced_memory()[0] < N
+    finally:
+        tracemalloc.stop()
 
 
 def test_reuse_needs_a_snug_fit():

@@ -82,21 +82,18 @@ static inline float bf_log_reduced_f32(float f)
 
 /* log(m) for m = 1 + f: log(1+f) = 2 atanh(s), s = f / (2 + f), |s| < 0.1716,
  * written as f - (f^2/2 - s (f^2/2 + R(s^2))) (fdlibm's arrangement) with the
- * Taylor coefficients 2/(2j+1), j = 1..10 (truncation below 1e-18). */
+ * Taylor coefficients 2/(2j+1), j = 1..10 (truncation below 1e-18), by
+ * Estrin's scheme (6% faster float64 BCE; R is below 0.02 of the result).
+ * In float32 Estrin measured slower: the Cephes polynomial stays Horner. */
 static inline double bf_log_reduced_f64(double f)
 {
     double s = f / (2.0 + f);
     double z = s * s;
-    double p = 2.0 / 21.0;
-    p = p * z + 2.0 / 19.0;
-    p = p * z + 2.0 / 17.0;
-    p = p * z + 2.0 / 15.0;
-    p = p * z + 2.0 / 13.0;
-    p = p * z + 2.0 / 11.0;
-    p = p * z + 2.0 / 9.0;
-    p = p * z + 2.0 / 7.0;
-    p = p * z + 2.0 / 5.0;
-    p = p * z + 2.0 / 3.0;
+    double z2 = z * z, z4 = z2 * z2;
+    double q0 = 2.0 / 5.0 * z + 2.0 / 3.0, q1 = 2.0 / 9.0 * z + 2.0 / 7.0;
+    double q2 = 2.0 / 13.0 * z + 2.0 / 11.0, q3 = 2.0 / 17.0 * z + 2.0 / 15.0;
+    double q4 = 2.0 / 21.0 * z + 2.0 / 19.0;
+    double p = (q4 * z4 + (q3 * z2 + q2)) * z4 + (q1 * z2 + q0);
     double R = z * p;
     double hfsq = 0.5 * f * f;
     return f - (hfsq - s * (hfsq + R));
@@ -165,7 +162,10 @@ static inline double bf_log1p_f64(double x)
  * the Taylor series needs degree 11 for the same); ln2 split so that
  * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as
  * 2^(k+64) * 2^-64: one exponent construction, and a subnormal result takes
- * one rounding. */
+ * one rounding.  P is evaluated by Estrin's scheme: Horner's chain of
+ * dependent FMAs (4 cycles each) outlasts what out-of-order execution can
+ * overlap, and the shorter tree made float64 softmax 14% and sigmoid 9%
+ * faster (float32: 4%). */
 static inline float bf_exp_neg_f32(float x)
 {
     const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
@@ -175,7 +175,7 @@ static inline float bf_exp_neg_f32(float x)
     int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float r2 = r * r;                                    /* P by Estrin: 4% faster */
+    float r2 = r * r;
     float q0 = 1.6666665459e-1f * r + 5.0000001201e-1f;
     float q1 = 8.3334519073e-3f * r + 4.1665795894e-2f;
     float q2 = 1.9875691500e-4f * r + 1.3981999507e-3f;
@@ -194,17 +194,14 @@ static inline double bf_exp_neg_f64(double x)
     int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
     double r = xc - n * 6.93147180369123816490e-01;
     r = r - n * 1.90821492927058770002e-10;
-    double p = 2.5000280870099632768e-8;
-    p = p * r + 2.7630236281711811335e-7;
-    p = p * r + 2.7557585600636712533e-6;
-    p = p * r + 0.000024801493127036629035;
-    p = p * r + 0.00019841269507529691439;
-    p = p * r + 0.0013888888943609475338;
-    p = p * r + 0.0083333333334939821945;
-    p = p * r + 0.041666666666530208224;
-    p = p * r + 0.1666666666666641336;
-    p = p * r + 0.50000000000000106251;
-    double y = (r * r) * p + r + 1.0;
+    double r2 = r * r, r4 = r2 * r2;
+    double q0 = 0.1666666666666641336 * r + 0.50000000000000106251;
+    double q1 = 0.0083333333334939821945 * r + 0.041666666666530208224;
+    double q2 = 0.00019841269507529691439 * r + 0.0013888888943609475338;
+    double q3 = 2.7557585600636712533e-6 * r + 0.000024801493127036629035;
+    double q4 = 2.5000280870099632768e-8 * r + 2.7630236281711811335e-7;
+    double p = ((q4 * r4 + (q3 * r2 + q2)) * r4) + (q1 * r2 + q0);
+    double y = r2 * p + r + 1.0;
     y = y * bf_from_bits_f64((uint64_t)(k + 64 + 1023) << 52);
     return y * 5.42101086242752217e-20;                  /* 2^-64 */
 }
@@ -220,7 +217,11 @@ static inline double bf_exp_neg_f64(double x)
  * (csrc/gen/fit_polynomials.py).  Measured within 1.23 ULP (float32, against
  * float64) and 1.13 ULP (float64, against long double), with no selects and
  * no division; the two-way reduction of 1 + e it replaces took twice the
- * operations in float32 and a division in float64. */
+ * operations in float32 and a division in float64.  The float64 R of degree
+ * 20 takes its tail by Estrin's scheme (a Horner chain of 20 FMAs is too
+ * long to overlap: 16% faster log_sigmoid and BCE-with-logits) and its two
+ * leading terms by Horner, so only one rounding is of R's full size and the
+ * worst error stays where Horner had it. */
 static inline float bf_log1p_unit_f32(float e)
 {
     float u = e - 0.5f;
@@ -240,27 +241,21 @@ static inline float bf_log1p_unit_f32(float e)
 static inline double bf_log1p_unit_f64(double e)
 {
     double u = e - 0.5;
-    double r = 0.000023274970146009904263;
-    r = r * u - 0.000035926863164413180625;
-    r = r * u + 0.000025789602724287168586;
-    r = r * u - 0.000041359426287703840942;
-    r = r * u + 0.00008267718838430163238;
-    r = r * u - 0.00013057205692650119986;
-    r = r * u + 0.00020198363802628856987;
-    r = r * u - 0.00032221296895532585435;
-    r = r * u + 0.00051696914542802193616;
-    r = r * u - 0.0008315239173689132701;
-    r = r * u + 0.0013444924501843558471;
-    r = r * u - 0.0021876319133427663162;
-    r = r * u + 0.0035856668412168463252;
-    r = r * u - 0.0059290123507676627432;
-    r = r * u + 0.0099099007057878435607;
-    r = r * u - 0.016788742469918333531;
-    r = r * u + 0.028943183165290938957;
-    r = r * u - 0.051083446105659782733;
-    r = r * u + 0.093230366363664568832;
-    r = r * u - 0.17922493693603626938;
-    r = r * u + 0.37813956756734247266;
+    double u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
+    double q0 = -0.051083446105659782733 * u + 0.093230366363664568832;
+    double q1 = -0.016788742469918333531 * u + 0.028943183165290938957;
+    double q2 = -0.0059290123507676627432 * u + 0.0099099007057878435607;
+    double q3 = -0.0021876319133427663162 * u + 0.0035856668412168463252;
+    double q4 = -0.0008315239173689132701 * u + 0.0013444924501843558471;
+    double q5 = -0.00032221296895532585435 * u + 0.00051696914542802193616;
+    double q6 = -0.00013057205692650119986 * u + 0.00020198363802628856987;
+    double q7 = -0.000041359426287703840942 * u + 0.00008267718838430163238;
+    double q8 = -0.000035926863164413180625 * u + 0.000025789602724287168586;
+    double s0 = q1 * u2 + q0, s1 = q3 * u2 + q2, s2 = q5 * u2 + q4, s3 = q7 * u2 + q6;
+    double s4 = 0.000023274970146009904263 * u2 + q8;
+    double v0 = s1 * u4 + s0, v1 = s3 * u4 + s2;
+    double t = (s4 * u8 + v1) * u8 + v0;
+    double r = (t * u - 0.17922493693603626938) * u + 0.37813956756734247266;
     return bf_fma(-(e * e), r, e);
 }
 

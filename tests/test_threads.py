@@ -138,6 +138,7 @@ def test_threads_with_changing_thread_count(rng):
 
 _OVERSUB_CHILD = textwrap.dedent("""
     import sys
+    import time
     from concurrent.futures import ThreadPoolExecutor
     import numpy as np
     import bce_fast
@@ -151,7 +152,10 @@ _OVERSUB_CHILD = textwrap.dedent("""
     sys.stdin.readline()                                # the sampler is ready
 
     def work(_):
-        for _ in range(20):
+        # A fixed duration, not a fixed call count: the sampler needs the
+        # callers busy long enough on fast and slow CPUs alike.
+        stop = time.monotonic() + 1.5
+        while time.monotonic() < stop:
             bce_fast.binary_cross_entropy_with_logits(x, y)
             bce_fast.sigmoid(x)
 

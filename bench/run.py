@@ -20,7 +20,9 @@ or --scaling, checking results are bit-identical) and the issue targets.
 """
 import argparse
 import gc
+import json
 import os
+import subprocess
 import sys
 
 # Idle OpenMP threads of bce_fast and PyTorch sleep at once instead of spinning,
@@ -196,15 +198,46 @@ def run_cell(case, dtype, shape, opts, peers=None, budget=None, **extra):
                 samples=samples, **extra)
 
 
-def run_isa(level, shape, opts):
+def run_isa(level, shape, opts, numpy_simd="all"):
     """The headline loss at one instruction-set level, against NumPy."""
     previous = bce_fast.isa()
     _core.select_isa(level)
     try:
         return run_cell(cases.CASES_BY_NAME[OVERHEAD_CASE], "float32", shape, opts,
-                        peers=("numpy_stable",), isa=level)
+                        peers=("numpy_stable",), isa=level, numpy_simd=numpy_simd)
     finally:
         _core.select_isa(previous)
+
+
+def numpy_dispatch_targets():
+    """The SIMD targets NumPy picks at run time above its build baseline, or
+    None if this NumPy does not say."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_dispatch__
+        except ImportError:
+            return None
+    return list(__cpu_dispatch__)
+
+
+def run_isa_without_simd(shape, opts):
+    """bce_fast's baseline kernels against NumPy held to its own baseline, as
+    both would run on a CPU without AVX2.  NumPy's dispatch can only be
+    limited before it is imported (NPY_DISABLE_CPU_FEATURES), hence a child
+    process; the cell comes back as JSON."""
+    env = dict(os.environ, BCE_FAST_ISA="baseline",
+               NPY_DISABLE_CPU_FEATURES=" ".join(numpy_dispatch_targets()))
+    argv = ["--threads", str(opts.threads), "--budget", str(opts.budget)]
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import run; "
+            "opts = run.parse_args(sys.argv[3:]); run.cases.set_threads(opts.threads); "
+            "cell = run.run_isa('baseline', tuple(json.loads(sys.argv[2])), opts, 'baseline'); "
+            "print(json.dumps(cell))")
+    child = subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)),
+                            json.dumps(list(shape))] + argv,
+                           env=env, capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.splitlines()[-1])
 
 
 def run_scaling(case, dtype, shape, threads, opts):
@@ -251,6 +284,9 @@ def plan(opts):
         for level in _core.ISA_LEVELS:
             if _core.isa_supported(level):
                 jobs.append(("isa", f"isa {level}", partial(run_isa, level, big, opts)))
+        if numpy_dispatch_targets():
+            jobs.append(("isa", "isa baseline, NumPy baseline",
+                         partial(run_isa_without_simd, big, opts)))
     if opts.threads >= 2 or opts.scaling:
         threads = max(2, opts.threads)
         for case in present:

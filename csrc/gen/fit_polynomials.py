@@ -3,8 +3,9 @@
   log1p on [0, 1]:  log1p(e) = e - e^2 R(e), R(e) = (e - log1p(e)) / e^2,
                     R a polynomial in u = e - 1/2 (degree 9 for float32,
                     20 for float64), fitted for relative error of R.
-  exp, float64:     exp(r) = 1 + r + r^2 P(r) on |r| <= ln(2)/2, P of degree
-                    9, fitted for relative error of exp(r).
+  exp:              exp(r) = 1 + r + r^2 P(r) on |r| <= ln(2)/2, P of degree
+                    4 for float32, 9 for float64, fitted for relative error
+                    of exp(r).
 
 Each fit minimises the maximum weighted error over Chebyshev nodes by
 Lawson's iteratively reweighted least squares, in 50-digit mpmath arithmetic.
@@ -88,6 +89,9 @@ if __name__ == "__main__":
     c, err = fit_log1p(20)
     show(f"log1p R, float64, degree 20: relative error {float(err):.2e}", c,
          lambda v: mp.nstr(v, 20))
+    c, err = fit_exp(4)
+    show(f"exp P, float32, degree 4: relative error of exp {float(err):.2e}",
+         [np.float32(float(v)) for v in c], lambda v: f"{v:.10e}f")
     c, err = fit_exp(9)
     show(f"exp P, float64, degree 9: relative error of exp {float(err):.2e}", c,
          lambda v: mp.nstr(v, 20))

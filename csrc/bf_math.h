@@ -179,9 +179,9 @@ static inline float bf_exp_neg_f32(float x)
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float r2 = r * r;
-    float q0 = 1.6666520804e-1f * r + 4.9999993452e-1f;
-    float q1 = 8.3686971667e-3f * r + 4.1668381650e-2f;
-    float p = (1.3815078882e-3f * r2 + q1) * r2 + q0;
+    float q0 = 1.6666521132e-1f * r + 4.9999994040e-1f;
+    float q1 = 8.3686970174e-3f * r + 4.1668381542e-2f;
+    float p = (1.3815078419e-3f * r2 + q1) * r2 + q0;
     float y = r2 * p + r + 1.0f;
     y = y * bf_from_bits_f32((uint32_t)(k + 64 + 127) << 23);
     return y * 5.42101086242752217e-20f;                 /* 2^-64 */

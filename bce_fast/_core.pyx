@@ -203,6 +203,39 @@ def elementwise(int kind, cnp.ndarray x, y=None,
     return total if want_sum else None
 
 
+def map_canonical(int kind, x):
+    """Sigmoid or log-sigmoid of a canonical operand -- an ndarray,
+    C-contiguous, aligned, native float32 or float64, non-empty -- into a new
+    array, or None for anything else, which the caller then validates in
+    full (as reduce_canonical below, for the same reason: on 1000 float32
+    elements the general path took 2.7 us, of which the kernel 0.45)."""
+    if type(x) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray a = x
+    cdef int t = cnp.PyArray_TYPE(a)
+    if ((t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_SIZE(a) == 0
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a)):
+        return None
+    cdef cnp.ndarray res = _empty_like(a)
+    cdef bf_elementwise p
+    memset(&p, 0, sizeof(p))
+    p.n = cnp.PyArray_SIZE(a)
+    p.row = p.n
+    p.x = cnp.PyArray_DATA(a)
+    p.out = cnp.PyArray_DATA(res)
+    p.grad_scale = 1.0
+    cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
+    cdef int status
+    with nogil:
+        if kind == KIND_SIGMOID:
+            status = bf_sigmoid(dt, &p)
+        else:
+            status = bf_log_sigmoid(dt, &p)
+    _raise_status(status)
+    return res
+
+
 def reduce_canonical(int kind, x, y, bint mean):
     """Reduced loss of two canonical operands -- ndarrays, C-contiguous,
     native, of one kernel dtype and one non-empty shape, no weights -- or

@@ -235,6 +235,20 @@ def empty(shape, dtype):
         PyDataMem_SetHandler(previous)
 
 
+cdef cnp.ndarray _empty_like(cnp.ndarray a):
+    """A new C-ordered array of `a`'s shape and type: `empty` for an operand
+    already known to be canonical, without the Python-level calls."""
+    cdef int nd = cnp.PyArray_NDIM(a), t = cnp.PyArray_TYPE(a)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    if <size_t>cnp.PyArray_NBYTES(a) < _MIN_BLOCK or _limit == 0:
+        return cnp.PyArray_EMPTY(nd, dims, t, 0)
+    previous = PyDataMem_SetHandler(_handler_capsule)
+    try:
+        return cnp.PyArray_EMPTY(nd, dims, t, 0)
+    finally:
+        PyDataMem_SetHandler(previous)
+
+
 def set_output_cache(size_t limit):
     """Hold at most `limit` bytes of freed output blocks (0: none); returns
     the previous limit.  Blocks beyond the new limit are released now."""

@@ -169,6 +169,30 @@ def test_mixed_layouts_and_array_likes(rng):
     assert_close(s, ref.sigmoid(0.5), np.float64)
 
 
+@pytest.mark.parametrize("fn", MAPS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_map_fast_path_equals_general_path(fn, dtype, rng):
+    """A canonical operand (ndarray, C-contiguous, aligned, native float32 or
+    float64, non-empty) skips the argument handling in _core.map_canonical;
+    the result must be the general path's bit for bit, in a new array, and
+    every other operand must fall through to the general path."""
+    from bce_fast import _core
+    kind = {"sigmoid": _core.KIND_SIGMOID, "log_sigmoid": _core.KIND_LOG_SIGMOID}[fn]
+    x = make_inputs(fn, (37, 29), dtype, rng)[0]
+    fast = _core.map_canonical(kind, x)
+    assert fast is not None and fast.dtype == x.dtype and fast.shape == x.shape
+    assert not np.shares_memory(fast, x)
+    general = FAST[fn](x, out=np.empty_like(x))            # out= takes the general path
+    assert fast.tobytes() == general.tobytes()
+    assert FAST[fn](x).tobytes() == general.tobytes()
+    unaligned = np.frombuffer(b"\0" + x.tobytes(), dtype=x.dtype, offset=1).reshape(x.shape)
+    for other in [x[:, ::2], x.T, x.astype(x.dtype.newbyteorder()), x.tolist(),
+                  x.view(np.matrix), x[:0], x.astype(np.float16), unaligned]:
+        assert _core.map_canonical(kind, other) is None
+    assert FAST[fn](unaligned).tobytes() == general.tobytes()
+    assert FAST[fn](x.T).tobytes() == general.T.copy().tobytes()
+
+
 def test_native_inputs_are_not_copied(rng):
     """C-contiguous native inputs of the compute dtype are read in place and
     a reduced loss allocates nothing of the input's size (SEMANTICS.md)."""

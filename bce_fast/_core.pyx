@@ -6,6 +6,7 @@ of the compute dtype), re-checks the few invariants that memory safety rests on
 calls the kernel, and turns its status code into an exception.
 """
 from libc.stdint cimport int64_t
+from libc.math cimport NAN
 from libc.string cimport memset
 
 import numpy as np

@@ -57,6 +57,10 @@ def _pick_axis(axis, dim, default):
 # ------------------------------------------------------------------- maps
 
 def _map(kind, x, axis, out):
+    if out is None and type(axis) is int:
+        res = _core.sm_map_canonical(kind, x, axis)
+        if res is not None:                       # already canonical: no conversions needed
+            return res
     arr = float_array(x, "x")
     ct, rt = compute_dtypes((x, arr))
     check_out(out, arr.shape, rt, [arr])
@@ -181,6 +185,19 @@ def _int64_targets(t, C, ignore_index):
     if t.dtype == np.uint64 and t.size and t.max() >= 2**63:
         raise _bad_target(t, C, ignore_index)
     return np.asarray(t, dtype=np.int64, order="C")
+
+
+def _fast_loss(kind, input, target, weight, ignore_index, reduction, label_smoothing,
+               axis, out):
+    """The reduced loss by _core.sm_loss_canonical when every argument is in
+    its plain form (no weight, smoothing, axis or out; an int64 ignore_index),
+    else None."""
+    if (weight is None and out is None and axis is None
+            and (reduction == "mean" or reduction == "sum")
+            and type(label_smoothing) in (float, int) and label_smoothing == 0
+            and type(ignore_index) is int and -2**63 <= ignore_index < 2**63):
+        return _core.sm_loss_canonical(kind, input, target, ignore_index, reduction == "mean")
+    return None
 
 
 def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -353,6 +370,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> bce_fast.cross_entropy(x, np.array([0, -100]))
     np.float32(4.1223074e-09)
     """
+    fast = _fast_loss(_core.SM_CE, input, target, weight, ignore_index, reduction,
+                      label_smoothing, axis, out)
+    if fast is not None:
+        return fast
     return _loss(input, target, weight, ignore_index, reduction, label_smoothing,
                  axis, out, nll=False)
 
@@ -392,6 +413,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ou
     >>> bce_fast.nll_loss(logp, np.array([0, 2]), reduction="none")
     array([0.69314718, 0.35667494])
     """
+    fast = _fast_loss(_core.SM_NLL, input, target, weight, ignore_index, reduction,
+                      0.0, None, out)
+    if fast is not None:
+        return fast
     return _loss(input, target, weight, ignore_index, reduction, 0.0, None, out, nll=True)
 
 

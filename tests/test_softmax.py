@@ -89,6 +89,49 @@ def test_maps_match_reference_every_axis(fn, dtype, shape, rng):
         assert_rel(got, want, ulp_tol(x, ax, dtype), atol=np.finfo(dtype).tiny)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SIDS)
+def test_fast_paths_equal_general_path(dtype, shape, rng):
+    """Canonical operands (C-contiguous aligned native float32/float64 logits,
+    int64 class indices, plain arguments) skip the argument handling in
+    _core.sm_map_canonical / sm_loss_canonical.  The results must be the
+    general path's bit for bit along every axis, negative ones included, and
+    whatever is not canonical or would raise must fall through."""
+    x = logits(shape, dtype, rng)
+    for fn, kind in (("softmax", _core.SM_SOFTMAX), ("log_softmax", _core.SM_LOG_SOFTMAX)):
+        for ax in range(-x.ndim, x.ndim):
+            fast = _core.sm_map_canonical(kind, x, ax)
+            if x.size == 0:
+                assert fast is None
+                continue
+            general = getattr(bce_fast, fn)(x, axis=ax, out=np.empty_like(x))
+            assert fast.tobytes() == general.tobytes() and not np.shares_memory(fast, x)
+            assert getattr(bce_fast, fn)(x, axis=ax).tobytes() == general.tobytes()
+        for ax in (-x.ndim - 1, x.ndim):
+            assert _core.sm_map_canonical(kind, x, ax) is None
+        strided = np.repeat(x, 2, axis=-1)[..., ::2]
+        for other in (strided, x.astype(x.dtype.newbyteorder()), x.astype(np.float16)):
+            assert _core.sm_map_canonical(kind, other, -1) is None
+    if x.size == 0:
+        return
+    t = index_target(x, rng)
+    for nll, kind in ((False, _core.SM_CE), (True, _core.SM_NLL)):
+        fn = bce_fast.nll_loss if nll else bce_fast.cross_entropy
+        for reduction in ("mean", "sum"):
+            fast = _core.sm_loss_canonical(kind, x, t, -100, reduction == "mean")
+            general = fn(x, t.astype(np.int32), reduction=reduction)   # int32: general path
+            assert type(fast) is type(general) and fast.tobytes() == general.tobytes()
+            assert fn(x, t, reduction=reduction).tobytes() == general.tobytes()
+        for other_x, other_t in ((x, t.astype(np.int32)), (x, t[..., None]),
+                                 (x.astype(np.float16), t)):
+            assert _core.sm_loss_canonical(kind, other_x, other_t, -100, True) is None
+        bad = t.copy()
+        bad.flat[0] = x.shape[1 if x.ndim > 1 else 0]
+        assert _core.sm_loss_canonical(kind, x, bad, -100, True) is None
+        with pytest.raises(IndexError):
+            fn(x, bad)
+
+
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
 def test_maps_match_torch(fn, dtype, rng):

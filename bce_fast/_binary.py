@@ -93,12 +93,17 @@ def log_sigmoid(x, out=None):
     return _map(_core.KIND_LOG_SIGMOID, x, out)
 
 
+_REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
+                    "sum": _core.REDUCTION_SUM}
+
+
 def _binary(kind, input, target, weight, pos_weight, reduction, out,
             want_grad=False, grad_out=None, grad_output=None):
     """Shared body of the binary losses and their ``_and_grad`` variants."""
-    if weight is None and pos_weight is None and out is None and not want_grad \
-            and (reduction == "mean" or reduction == "sum"):
-        fast = _core.reduce_canonical(kind, input, target, reduction == "mean")
+    code = _REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+    if code is not None and weight is None and pos_weight is None and out is None \
+            and grad_out is None and grad_output is None:
+        fast = _core.binary_canonical(kind, input, target, code, want_grad)
         if fast is not None:                      # already canonical: no conversions needed
             return fast
     check_reduction(reduction)
@@ -340,6 +345,10 @@ def logistic_grad_hess(raw, y, sample_weight=None):
     >>> g, h
     (array([-0.5       ,  0.88079708]), array([0.25      , 0.10499359]))
     """
+    if sample_weight is None:
+        fast = _core.binary_canonical(_core.KIND_GRAD_HESS, raw, y, _core.REDUCTION_NONE, True)
+        if fast is not None:
+            return fast
     x = float_array(raw, "raw")
     t = numeric_array(y, "y")
     if t.shape != x.shape:

@@ -106,7 +106,7 @@ def softmax_family(int kind, cnp.ndarray x, int64_t outer, int64_t C, int64_t in
     return status, sums[0], sums[1]
 
 
-# Fast paths for canonical operands, as map_canonical / reduce_canonical in
+# Fast paths for canonical operands, as map_canonical / binary_canonical in
 # _core.pyx: a few C comparisons instead of the general argument handling,
 # which on small inputs cost several times the kernel (softmax of 10x100
 # float32: 4.1 us, PyTorch 1.9).  They return None for anything else, and

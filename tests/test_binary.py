@@ -193,6 +193,44 @@ def test_map_fast_path_equals_general_path(fn, dtype, rng):
     assert FAST[fn](x.T).tobytes() == general.T.copy().tobytes()
 
 
+@pytest.mark.parametrize("fn", LOSSES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_loss_fast_path_equals_general_path(fn, dtype, rng):
+    """Unweighted losses of canonical operands (and logistic_grad_hess) run
+    through _core.binary_canonical; every reduction, with and without the
+    gradient, must equal the general path bit for bit (there reached by
+    passing the target as a strided view), and other operands must fall
+    through."""
+    from bce_fast import _core
+    x, y, _ = make_inputs(fn, (23, 11), dtype, rng)
+    kind = {"bce": _core.KIND_BCE, "bce_logits": _core.KIND_BCE_LOGITS}[fn]
+    with_grad = {"bce": bce_fast.binary_cross_entropy_and_grad,
+                 "bce_logits": bce_fast.binary_cross_entropy_with_logits_and_grad}[fn]
+    ync = np.repeat(y, 2, axis=-1)[:, ::2]                 # same values, not contiguous
+    codes = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
+             "sum": _core.REDUCTION_SUM}
+    for reduction, code in codes.items():
+        fast = _core.binary_canonical(kind, x, y, code, False)
+        general = FAST[fn](x, ync, reduction=reduction)
+        assert type(fast) is type(general) and fast.tobytes() == general.tobytes()
+        fast_l, fast_g = _core.binary_canonical(kind, x, y, code, True)
+        gen_l, gen_g = with_grad(x, ync, reduction=reduction)
+        assert fast_l.tobytes() == gen_l.tobytes() and fast_g.tobytes() == gen_g.tobytes()
+        assert with_grad(x, y, reduction=reduction)[1].tobytes() == gen_g.tobytes()
+    for other_x, other_y in ((x, y.astype(np.float16)), (x[:, ::2], y[:, ::2]),
+                             (x, y[:, :5]), (x[:0], y[:0]), (x.tolist(), y)):
+        assert _core.binary_canonical(kind, other_x, other_y, codes["mean"], False) is None
+    if fn == "bce_logits":
+        g, h = _core.binary_canonical(_core.KIND_GRAD_HESS, x, y, codes["none"], True)
+        gg, hh = bce_fast.logistic_grad_hess(x, ync)
+        assert g.tobytes() == gg.tobytes() and h.tobytes() == hh.tobytes()
+    else:
+        bad = x.copy()
+        bad[0, 0] = 2
+        with pytest.raises(ValueError):
+            _core.binary_canonical(kind, bad, y, codes["mean"], False)
+
+
 def test_native_inputs_are_not_copied(rng):
     """C-contiguous native inputs of the compute dtype are read in place and
     a reduced loss allocates nothing of the input's size (SEMANTICS.md)."""

@@ -5,7 +5,7 @@ of the compute dtype), re-checks the few invariants that memory safety rests on
 (dtype, contiguity, sizes: each a handful of C comparisons), releases the GIL,
 calls the kernel, and turns its status code into an exception.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MIN, int64_t
 from libc.math cimport NAN
 from libc.string cimport memset
 
@@ -237,7 +237,12 @@ def map_canonical(int kind, x):
     return res
 
 
-REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
+cdef enum:
+    _RED_NONE = 0
+    _RED_MEAN = 1
+    _RED_SUM = 2
+
+REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = _RED_NONE, _RED_MEAN, _RED_SUM
 
 
 def binary_canonical(int kind, x, y, int reduction, bint want_grad):
@@ -267,7 +272,7 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
     if grad_hess:
         grad, hess = _empty_like(a), _empty_like(a)
     else:
-        if reduction == REDUCTION_NONE:
+        if reduction == _RED_NONE:
             loss = _empty_like(a)
         if want_grad:
             grad = _empty_like(a)
@@ -280,11 +285,11 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
     p.out = cnp.PyArray_DATA(loss) if loss is not None else NULL
     p.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
     p.hess = cnp.PyArray_DATA(hess) if hess is not None else NULL
-    p.grad_scale = 1.0 / p.n if reduction == REDUCTION_MEAN else 1.0
+    p.grad_scale = 1.0 / p.n if reduction == _RED_MEAN else 1.0
     cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
     cdef int status
     cdef double total = 0.0
-    cdef double *sum_ptr = &total if reduction != REDUCTION_NONE else NULL
+    cdef double *sum_ptr = &total if reduction != _RED_NONE else NULL
     with nogil:
         if grad_hess:
             status = bf_logistic_grad_hess(dt, &p)
@@ -295,8 +300,8 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
     _raise_status(status)
     if grad_hess:
         return grad, hess
-    result = loss if reduction == REDUCTION_NONE else \
-        _scalar(total / p.n if reduction == REDUCTION_MEAN else total, dt)
+    result = loss if reduction == _RED_NONE else \
+        _scalar(total / p.n if reduction == _RED_MEAN else total, dt)
     return (result, grad) if want_grad else result
 
 

@@ -160,14 +160,17 @@ def sm_map_canonical(int kind, x, int axis):
     return res
 
 
-def sm_loss_canonical(int kind, x, target, int64_t ignore_index, bint mean):
-    """Unweighted, unsmoothed cross-entropy or NLL, reduced by mean or sum,
-    of canonical logits (class axis 1, or 0 for 1-d) and C-contiguous native
-    int64 class indices of the matching shape, or None -- also when a class
-    index is out of range, which the general path then reports."""
-    if not _canonical_float(x) or type(target) is not cnp.ndarray:
+cdef object _sm_indexed(int kind, cnp.ndarray a, object target, int64_t ignore_index,
+                        int reduction, bint want_grad, bint want_hess):
+    """Unweighted, unsmoothed class-index CE or NLL of canonical logits `a`
+    (class axis 1, or 0 for 1-d) and C-contiguous native int64 `target` of
+    the matching shape: the loss reduced per REDUCTION_* (with the gradient,
+    and the Hessian diagonal for softmax_grad_hess, when asked), or None --
+    also when a class index is out of range, which the general path then
+    reports."""
+    if type(target) is not cnp.ndarray:
         return None
-    cdef cnp.ndarray a = x, t = target
+    cdef cnp.ndarray t = target
     cdef int nd = cnp.PyArray_NDIM(a), ax = 1 if nd > 1 else 0, i
     if (cnp.PyArray_TYPE(t) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(t)
             or not cnp.PyArray_ISALIGNED(t) or not cnp.PyArray_ISNOTSWAPPED(t)
@@ -180,21 +183,64 @@ def sm_loss_canonical(int kind, x, target, int64_t ignore_index, bint mean):
     memset(&p, 0, sizeof(p))
     p.kind = kind
     _sm_layout(a, ax, &p)
-    if bf_softmax_scratch(&p) != 0:
-        return None
-    p.x = cnp.PyArray_DATA(a)
-    p.target = <const int64_t *>cnp.PyArray_DATA(t)
-    p.ignore_index = ignore_index
+    want_grad = want_grad or want_hess
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
+    cdef int64_t npos = p.outer * p.inner, j, valid = 0
     p.grad_scale = 1.0
+    if want_grad and reduction == _RED_MEAN:
+        for j in range(npos):
+            valid += tp[j] != ignore_index
+        p.grad_scale = 1.0 / valid if valid else 0.0
+    cdef cnp.ndarray loss = None, grad = None, hess = None
+    cdef cnp.npy_intp pdims[64]                      # NPY_MAXDIMS
+    if reduction == _RED_NONE and not want_hess:
+        for i in range(nd - 1):
+            pdims[i] = cnp.PyArray_DIM(t, i)
+        loss = cnp.PyArray_EMPTY(nd - 1, pdims, cnp.PyArray_TYPE(a), 0)
+    if want_grad:
+        grad = _empty_like(a)
+    if want_hess:
+        hess = _empty_like(a)
+    p.x = cnp.PyArray_DATA(a)
+    p.target = tp
+    p.ignore_index = ignore_index
+    p.out = cnp.PyArray_DATA(loss) if loss is not None else NULL
+    p.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
+    p.hess = cnp.PyArray_DATA(hess) if hess is not None else NULL
+    if bf_softmax_scratch(&p) != 0:        # few rows of very many classes: general path
+        return None
     cdef int dt = BF_F32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else BF_F64
     cdef int status
     cdef double sums[2]
     sums[0] = sums[1] = 0.0
     with nogil:
-        status = bf_softmax_run(dt, &p, sums)
+        status = bf_softmax_run(dt, &p, sums if reduction != _RED_NONE else NULL)
     if status == BF_ERR_INDEX:
         return None
     _raise_status(status)
-    if not mean:
-        return _scalar(sums[0], dt)
-    return _scalar(sums[0] / sums[1] if sums[1] != 0.0 else NAN, dt)
+    if want_hess:
+        return grad, hess
+    if reduction == _RED_NONE:
+        result = loss
+    elif reduction == _RED_SUM:
+        result = _scalar(sums[0], dt)
+    else:
+        result = _scalar(sums[0] / sums[1] if sums[1] != 0.0 else NAN, dt)
+    return (result, grad) if want_grad else result
+
+
+def sm_loss_canonical(int kind, x, target, int64_t ignore_index, int reduction,
+                      bint want_grad):
+    """cross_entropy / nll_loss (kind SM_CE / SM_NLL) and their _and_grad of
+    canonical operands in their plain form (see _sm_indexed), or None."""
+    if not _canonical_float(x):
+        return None
+    return _sm_indexed(kind, x, target, ignore_index, reduction, want_grad, False)
+
+
+def sm_grad_hess_canonical(x, y):
+    """softmax_grad_hess of canonical (n, K) logits and int64 labels without
+    sample weights, or None."""
+    if not _canonical_float(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        return None
+    return _sm_indexed(BF_SM_CE, x, y, INT64_MIN, _RED_NONE, True, True)

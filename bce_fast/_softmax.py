@@ -187,22 +187,22 @@ def _int64_targets(t, C, ignore_index):
     return np.asarray(t, dtype=np.int64, order="C")
 
 
-def _fast_loss(kind, input, target, weight, ignore_index, reduction, label_smoothing,
-               axis, out):
-    """The reduced loss by _core.sm_loss_canonical when every argument is in
-    its plain form (no weight, smoothing, axis or out; an int64 ignore_index),
-    else None."""
-    if (weight is None and out is None and axis is None
-            and (reduction == "mean" or reduction == "sum")
-            and type(label_smoothing) in (float, int) and label_smoothing == 0
-            and type(ignore_index) is int and -2**63 <= ignore_index < 2**63):
-        return _core.sm_loss_canonical(kind, input, target, ignore_index, reduction == "mean")
-    return None
+_REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
+                    "sum": _core.REDUCTION_SUM}
 
 
 def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
           out, nll, want_grad=False, grad_out=None, grad_output=None):
     """Shared body of cross_entropy, nll_loss and their ``_and_grad``."""
+    code = _REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+    if (code is not None and weight is None and out is None and axis is None
+            and grad_out is None and grad_output is None
+            and type(label_smoothing) in (float, int) and label_smoothing == 0
+            and type(ignore_index) is int and -2**63 <= ignore_index < 2**63):
+        fast = _core.sm_loss_canonical(_core.SM_NLL if nll else _core.SM_CE, input, target,
+                                       ignore_index, code, want_grad)
+        if fast is not None:                      # plain arguments, canonical operands
+            return fast
     check_reduction(reduction)
     x = float_array(input, "input")
     if x.ndim == 0:
@@ -370,10 +370,6 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> bce_fast.cross_entropy(x, np.array([0, -100]))
     np.float32(4.1223074e-09)
     """
-    fast = _fast_loss(_core.SM_CE, input, target, weight, ignore_index, reduction,
-                      label_smoothing, axis, out)
-    if fast is not None:
-        return fast
     return _loss(input, target, weight, ignore_index, reduction, label_smoothing,
                  axis, out, nll=False)
 
@@ -413,10 +409,6 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ou
     >>> bce_fast.nll_loss(logp, np.array([0, 2]), reduction="none")
     array([0.69314718, 0.35667494])
     """
-    fast = _fast_loss(_core.SM_NLL, input, target, weight, ignore_index, reduction,
-                      0.0, None, out)
-    if fast is not None:
-        return fast
     return _loss(input, target, weight, ignore_index, reduction, 0.0, None, out, nll=True)
 
 
@@ -510,6 +502,10 @@ def softmax_grad_hess(raw, y, sample_weight=None):
     >>> g, h
     (array([[ 0.5, -0.5]]), array([[0.25, 0.25]]))
     """
+    if sample_weight is None:
+        fast = _core.sm_grad_hess_canonical(raw, y)
+        if fast is not None:
+            return fast
     x = float_array(raw, "raw")
     if x.ndim != 2:
         raise ValueError(f"raw: expected shape (n, K), got {x.shape}")

@@ -114,22 +114,36 @@ def test_fast_paths_equal_general_path(dtype, shape, rng):
             assert _core.sm_map_canonical(kind, other, -1) is None
     if x.size == 0:
         return
-    t = index_target(x, rng)
+    t = index_target(x, rng, ignore=-100)
+    t32 = t.astype(np.int32)                        # the general path, same values
+    codes = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
+             "sum": _core.REDUCTION_SUM}
     for nll, kind in ((False, _core.SM_CE), (True, _core.SM_NLL)):
         fn = bce_fast.nll_loss if nll else bce_fast.cross_entropy
-        for reduction in ("mean", "sum"):
-            fast = _core.sm_loss_canonical(kind, x, t, -100, reduction == "mean")
-            general = fn(x, t.astype(np.int32), reduction=reduction)   # int32: general path
+        fn_grad = bce_fast.nll_loss_and_grad if nll else bce_fast.cross_entropy_and_grad
+        for reduction, code in codes.items():
+            fast = _core.sm_loss_canonical(kind, x, t, -100, code, False)
+            general = fn(x, t32, reduction=reduction)
             assert type(fast) is type(general) and fast.tobytes() == general.tobytes()
             assert fn(x, t, reduction=reduction).tobytes() == general.tobytes()
-        for other_x, other_t in ((x, t.astype(np.int32)), (x, t[..., None]),
-                                 (x.astype(np.float16), t)):
-            assert _core.sm_loss_canonical(kind, other_x, other_t, -100, True) is None
+            fast_l, fast_g = _core.sm_loss_canonical(kind, x, t, -100, code, True)
+            gen_l, gen_g = fn_grad(x, t32, reduction=reduction)
+            assert fast_l.tobytes() == gen_l.tobytes() and fast_g.tobytes() == gen_g.tobytes()
+        for other_x, other_t in ((x, t32), (x, t[..., None]), (x.astype(np.float16), t)):
+            assert _core.sm_loss_canonical(kind, other_x, other_t, -100, 1, False) is None
         bad = t.copy()
         bad.flat[0] = x.shape[1 if x.ndim > 1 else 0]
-        assert _core.sm_loss_canonical(kind, x, bad, -100, True) is None
+        assert _core.sm_loss_canonical(kind, x, bad, -100, 1, False) is None
         with pytest.raises(IndexError):
             fn(x, bad)
+    if x.ndim == 2:
+        labels = index_target(x, rng)
+        g, h = _core.sm_grad_hess_canonical(x, labels)
+        gg, hh = bce_fast.softmax_grad_hess(x, labels.astype(np.int32))
+        assert g.tobytes() == gg.tobytes() and h.tobytes() == hh.tobytes()
+        assert _core.sm_grad_hess_canonical(x, labels.astype(np.int32)) is None
+    else:
+        assert _core.sm_grad_hess_canonical(x, t) is None
 
 
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])

@@ -113,16 +113,6 @@ def softmax_family(int kind, cnp.ndarray x, int64_t outer, int64_t C, int64_t in
 # for anything that would raise: the caller then takes the general path,
 # which validates in full and raises the documented errors.
 
-cdef bint _canonical_float(object x):
-    if type(x) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray a = x
-    cdef int t = cnp.PyArray_TYPE(a)
-    return ((t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64) and cnp.PyArray_SIZE(a) > 0
-            and cnp.PyArray_NDIM(a) > 0 and cnp.PyArray_IS_C_CONTIGUOUS(a)
-            and cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISNOTSWAPPED(a))
-
-
 cdef void _sm_layout(cnp.ndarray a, int ax, bf_softmax *p):
     """(outer, C, inner) of `a` around axis `ax`."""
     cdef int i, nd = cnp.PyArray_NDIM(a)

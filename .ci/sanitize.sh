@@ -43,8 +43,10 @@ mkdir -p "$tmp/.no_torch/torch"
 echo 'raise ModuleNotFoundError("torch is hidden in the sanitizer run (.ci/sanitize.sh)")' \
     >"$tmp/.no_torch/torch/__init__.py"
 export PYTHONPATH="$tmp/.no_torch:$tmp" PYTHONDONTWRITEBYTECODE=1
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Reports also go to files: pytest captures stderr at the descriptor level,
+# and a report that aborts the process would be lost with the capture.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$tmp/asan
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$tmp/ubsan
 # hypothesis: the bounded, derandomized profile unless the caller asks for more
 
 run() { LD_PRELOAD="$libasan" "$py" "$@"; }
@@ -70,6 +72,10 @@ for isa in $levels; do
     # (the oversubscription test samples thread states, which ASan's
     # slowdown makes meaningless; everything else runs)
     BCE_FAST_ISA=$isa run -m pytest -q -x -p no:cacheprovider -p no:warnings -m "not slow" \
-        --durations=5 -k "not oversubscribe" "${tests[@]}"
+        --durations=5 -k "not oversubscribe" "${tests[@]}" || {
+        cat "$tmp"/asan.* "$tmp"/ubsan.* 2>/dev/null
+        echo "sanitize: failed under BCE_FAST_ISA=$isa" >&2
+        exit 1
+    }
 done
 echo "sanitize: clean under: $levels"

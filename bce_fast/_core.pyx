@@ -118,11 +118,13 @@ cdef int _dtype_code(cnp.ndarray a) except -1:
 
 cdef void *_buf(object a, int dtype, int64_t need) except? NULL:
     """Data pointer of a kernel operand (None -> NULL), checked to be a
-    C-contiguous native array of `dtype` holding at least `need` elements."""
+    C-contiguous, aligned, native array of `dtype` holding at least `need`
+    elements."""
     if a is None:
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray?>a
     if (_dtype_code(arr) != dtype or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISALIGNED(arr)
             or not cnp.PyArray_ISNOTSWAPPED(arr) or cnp.PyArray_SIZE(arr) < need):
         raise SystemError("bce_fast internal error: kernel operand of wrong layout or size")
     return cnp.PyArray_DATA(arr)

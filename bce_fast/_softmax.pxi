@@ -40,9 +40,10 @@ SM_NLL = BF_SM_NLL
 
 
 cdef const int64_t *_index_buf(object a, int64_t need) except? NULL:
-    """Data pointer of a class-index array: C-contiguous native int64."""
+    """Data pointer of a class-index array: C-contiguous, aligned, native int64."""
     cdef cnp.ndarray arr = <cnp.ndarray?>a
     if (cnp.PyArray_TYPE(arr) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISALIGNED(arr)
             or not cnp.PyArray_ISNOTSWAPPED(arr) or cnp.PyArray_SIZE(arr) < need):
         raise SystemError("bce_fast internal error: target of wrong layout or size")
     return <const int64_t *>cnp.PyArray_DATA(arr)

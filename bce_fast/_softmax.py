@@ -184,7 +184,7 @@ def _int64_targets(t, C, ignore_index):
     bounds for any C, so raise here."""
     if t.dtype == np.uint64 and t.size and t.max() >= 2**63:
         raise _bad_target(t, C, ignore_index)
-    return np.asarray(t, dtype=np.int64, order="C")
+    return to_kernel(t, np.int64)
 
 
 _REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
@@ -261,7 +261,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 raise ValueError("grad_output: only used with reduction='none'")
             g_up = numeric_array(grad_output, "grad_output")
             check_broadcast(g_up, pshape, "grad_output", what="loss")
-            g_up = np.ascontiguousarray(np.broadcast_to(g_up, pshape), dtype=ct)
+            g_up = to_kernel(np.broadcast_to(g_up, pshape), ct)
 
     xk = to_kernel(x, ct)
     wk = None if w is None else to_kernel(w, ct)          # None: all 1, nothing allocated
@@ -530,7 +530,7 @@ def softmax_grad_hess(raw, y, sample_weight=None):
     hess = _core.empty(x.shape, ct)
     if x.size:
         status, _, _ = _core.softmax_family(
-            _core.SM_CE, to_kernel(x, ct), n, K, 1, target=np.ascontiguousarray(tk),
+            _core.SM_CE, to_kernel(x, ct), n, K, 1, target=to_kernel(tk, np.int64),
             ignore_index=_NEVER, grad=grad, hess=hess,
             grad_up=to_kernel(sw, ct))
         if status:

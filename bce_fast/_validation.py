@@ -84,11 +84,13 @@ def compute_dtypes(*pairs):
 
 
 def to_kernel(arr, dtype):
-    """C-contiguous, native-endian array of `dtype`; `arr` itself when it is
-    one already."""
+    """C-contiguous, aligned, native-endian array of `dtype`; `arr` itself
+    when it is one already.  (An unaligned view, e.g. np.frombuffer at an odd
+    offset, is copied: the kernels read whole elements.)"""
     if arr is None:
         return None
-    return np.asarray(arr, dtype=dtype, order="C")
+    a = np.asarray(arr, dtype=dtype, order="C")
+    return a if a.flags.aligned else a.copy()
 
 
 def check_broadcast(arr, shape, name, what="input"):
@@ -200,7 +202,7 @@ def kernel_out(out, shape, dtype, avoid=()):
     kernel that can fail part-way passes its inputs as `avoid`, so that an
     `out` aliasing one of them is only written after success."""
     if out is not None and out.dtype == dtype and out.flags.c_contiguous \
-            and out.dtype.isnative \
+            and out.flags.aligned and out.dtype.isnative \
             and not any(a is not None and np.may_share_memory(out, a) for a in avoid):
         return out
     return _core.empty(shape, dtype)

@@ -114,7 +114,8 @@ def rng():
 
 # --------------------------------------------------------- layout helpers
 
-LAYOUTS = ["contiguous", "strided", "negstride", "readonly", "bigendian", "fortran"]
+LAYOUTS = ["contiguous", "strided", "negstride", "readonly", "bigendian", "fortran",
+           "unaligned"]
 
 
 def _reverse_all(a):
@@ -125,8 +126,9 @@ def with_layout(a, layout):
     """A new array equal to `a` (same dtype, shape and values) laid out as
     `layout`: 'contiguous', 'strided' (every other element of a larger
     buffer), 'negstride' (negative strides on every axis), 'readonly',
-    'bigendian' (non-native byte order), 'fortran', or '0d' (a 0-d array;
-    `a` must have one element)."""
+    'bigendian' (non-native byte order), 'fortran', 'unaligned' (C-contiguous
+    at an odd byte offset), or '0d' (a 0-d array; `a` must have one
+    element)."""
     a = np.asarray(a)
     if a.ndim == 0 and layout in ("contiguous", "negstride", "fortran"):
         return a.copy()     # np.ascontiguousarray & co. would make it 1-d
@@ -148,6 +150,13 @@ def with_layout(a, layout):
                                              np.little_endian else "<"))
     if layout == "fortran":
         return np.asfortranarray(a).copy(order="F")
+    if layout == "unaligned":
+        if a.dtype.itemsize == 1:
+            return a.copy()
+        buf = np.empty(a.nbytes + 1, np.uint8)
+        view = buf[1:].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        return view
     if layout == "0d":
         assert a.size == 1
         return a.reshape(()).copy()
@@ -162,6 +171,8 @@ def check_layout(arr, layout):
         assert any(s < 0 for s in arr.strides)
     if layout == "readonly":
         assert not arr.flags.writeable
+    if layout == "unaligned" and arr.dtype.itemsize > 1:
+        assert not arr.flags.aligned
     if layout == "bigendian" and arr.dtype.itemsize > 1:
         assert not arr.dtype.isnative
     if layout == "fortran" and arr.ndim > 1 and min(arr.shape) > 1:

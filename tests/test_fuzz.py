@@ -51,7 +51,7 @@ FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, print_blob=True,
 FLOAT_DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]
 ISAS = [lvl for lvl in _core.ISA_LEVELS if _core.isa_supported(lvl)]
 LAYOUTS = ["contiguous", "contiguous", "strided", "negstride", "fortran", "bigendian",
-           "readonly"]
+           "readonly", "unaligned"]
 
 
 # ---------------------------------------------------------------- strategies

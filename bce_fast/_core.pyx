@@ -218,6 +218,19 @@ cdef bint _canonical_float(object x):
             and cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISNOTSWAPPED(a))
 
 
+cdef void _flat_problem(bf_elementwise *p, cnp.ndarray a):
+    """An elementwise problem over all of `a`, without side arrays or outputs."""
+    memset(p, 0, sizeof(p[0]))
+    p.n = cnp.PyArray_SIZE(a)
+    p.row = p.n
+    p.x = cnp.PyArray_DATA(a)
+    p.grad_scale = 1.0
+
+
+cdef inline void *_data_or_null(cnp.ndarray a):
+    return cnp.PyArray_DATA(a) if a is not None else NULL
+
+
 def map_canonical(int kind, x):
     """Sigmoid or log-sigmoid of a canonical operand -- an ndarray,
     C-contiguous, aligned, native float32 or float64, non-empty -- into a new
@@ -230,12 +243,8 @@ def map_canonical(int kind, x):
     cdef int t = cnp.PyArray_TYPE(a)
     cdef cnp.ndarray res = _empty_like(a)
     cdef bf_elementwise p
-    memset(&p, 0, sizeof(p))
-    p.n = cnp.PyArray_SIZE(a)
-    p.row = p.n
-    p.x = cnp.PyArray_DATA(a)
+    _flat_problem(&p, a)
     p.out = cnp.PyArray_DATA(res)
-    p.grad_scale = 1.0
     cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
     cdef int status
     with nogil:
@@ -283,15 +292,11 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
         if want_grad:
             grad = _empty_like(a)
     cdef bf_elementwise p
-    memset(&p, 0, sizeof(p))
-    p.n = cnp.PyArray_SIZE(a)
-    p.row = p.n
-    p.x = cnp.PyArray_DATA(a)
+    _flat_problem(&p, a)
     p.y = cnp.PyArray_DATA(b)
-    p.out = cnp.PyArray_DATA(loss) if loss is not None else NULL
-    p.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
-    p.hess = cnp.PyArray_DATA(hess) if hess is not None else NULL
-    p.grad_scale = 1.0 / p.n if reduction == _RED_MEAN else 1.0
+    p.out, p.grad, p.hess = _data_or_null(loss), _data_or_null(grad), _data_or_null(hess)
+    if reduction == _RED_MEAN:
+        p.grad_scale = 1.0 / p.n
     cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
     cdef int status
     cdef double total = 0.0

@@ -195,9 +195,7 @@ cdef object _sm_indexed(int kind, cnp.ndarray a, object target, int64_t ignore_i
     p.x = cnp.PyArray_DATA(a)
     p.target = tp
     p.ignore_index = ignore_index
-    p.out = cnp.PyArray_DATA(loss) if loss is not None else NULL
-    p.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
-    p.hess = cnp.PyArray_DATA(hess) if hess is not None else NULL
+    p.out, p.grad, p.hess = _data_or_null(loss), _data_or_null(grad), _data_or_null(hess)
     if bf_softmax_scratch(&p) != 0:        # few rows of very many classes: general path
         return None
     cdef int dt = BF_F32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else BF_F64

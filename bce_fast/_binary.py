@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._validation import (check_broadcast, check_out, check_reduction,
                           compute_dtypes, finish_out, float_array, kernel_out,
-                          numeric_array, side_layout, to_kernel)
+                          numeric_array, reduction_code, side_layout, to_kernel)
 
 __all__ = [
     "sigmoid", "log_sigmoid",
@@ -93,14 +93,10 @@ def log_sigmoid(x, out=None):
     return _map(_core.KIND_LOG_SIGMOID, x, out)
 
 
-_REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
-                    "sum": _core.REDUCTION_SUM}
-
-
 def _binary(kind, input, target, weight, pos_weight, reduction, out,
             want_grad=False, grad_out=None, grad_output=None):
     """Shared body of the binary losses and their ``_and_grad`` variants."""
-    code = _REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+    code = reduction_code(reduction)
     if code is not None and weight is None and pos_weight is None and out is None \
             and grad_out is None and grad_output is None:
         fast = _core.binary_canonical(kind, input, target, code, want_grad)

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._validation import (as_array, check_broadcast, check_out, check_reduction,
                           compute_dtypes, finish_out, float_array, kernel_out,
-                          numeric_array, to_kernel)
+                          numeric_array, reduction_code, to_kernel)
 
 __all__ = [
     "softmax", "log_softmax", "cross_entropy", "nll_loss",
@@ -187,14 +187,10 @@ def _int64_targets(t, C, ignore_index):
     return to_kernel(t, np.int64)
 
 
-_REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
-                    "sum": _core.REDUCTION_SUM}
-
-
 def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
           out, nll, want_grad=False, grad_out=None, grad_output=None):
     """Shared body of cross_entropy, nll_loss and their ``_and_grad``."""
-    code = _REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+    code = reduction_code(reduction)
     if (code is not None and weight is None and out is None and axis is None
             and grad_out is None and grad_output is None
             and type(label_smoothing) in (float, int) and label_smoothing == 0

@@ -14,6 +14,16 @@ REDUCTIONS = ("none", "mean", "sum")
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def reduction_code(reduction):
+    """_core.REDUCTION_* of a valid reduction string, else None (the fast
+    paths take only those; the general path then reports a bad one)."""
+    return _REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+
+
+_REDUCTION_CODES = {"none": _core.REDUCTION_NONE, "mean": _core.REDUCTION_MEAN,
+                    "sum": _core.REDUCTION_SUM}
+
+
 def check_reduction(reduction):
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"{reduction!r} is not a valid value for reduction "

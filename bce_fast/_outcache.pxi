@@ -235,18 +235,22 @@ def empty(shape, dtype):
         PyDataMem_SetHandler(previous)
 
 
-cdef cnp.ndarray _empty_like(cnp.ndarray a):
-    """A new C-ordered array of `a`'s shape and type: `empty` for an operand
-    already known to be canonical, without the Python-level calls."""
-    cdef int nd = cnp.PyArray_NDIM(a), t = cnp.PyArray_TYPE(a)
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
-    if <size_t>cnp.PyArray_NBYTES(a) < _MIN_BLOCK or _limit == 0:
+cdef cnp.ndarray _empty_dims(int nd, cnp.npy_intp *dims, int t, size_t nbytes):
+    """`empty` for the fast paths, without the Python-level calls: a new
+    C-ordered array of `nd` dims, type number `t`, `nbytes` bytes."""
+    if nbytes < _MIN_BLOCK or _limit == 0:
         return cnp.PyArray_EMPTY(nd, dims, t, 0)
     previous = PyDataMem_SetHandler(_handler_capsule)
     try:
         return cnp.PyArray_EMPTY(nd, dims, t, 0)
     finally:
         PyDataMem_SetHandler(previous)
+
+
+cdef cnp.ndarray _empty_like(cnp.ndarray a):
+    """A new C-ordered array of `a`'s shape and type."""
+    return _empty_dims(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), cnp.PyArray_TYPE(a),
+                       <size_t>cnp.PyArray_NBYTES(a))
 
 
 def set_output_cache(size_t limit):

@@ -187,7 +187,8 @@ cdef object _sm_indexed(int kind, cnp.ndarray a, object target, int64_t ignore_i
     if reduction == _RED_NONE and not want_hess:
         for i in range(nd - 1):
             pdims[i] = cnp.PyArray_DIM(t, i)
-        loss = cnp.PyArray_EMPTY(nd - 1, pdims, cnp.PyArray_TYPE(a), 0)
+        loss = _empty_dims(nd - 1, pdims, cnp.PyArray_TYPE(a),
+                           <size_t>(npos * cnp.PyArray_ITEMSIZE(a)))
     if want_grad:
         grad = _empty_like(a)
     if want_hess:

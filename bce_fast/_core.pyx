@@ -240,12 +240,11 @@ def map_canonical(int kind, x):
     if not _canonical_float(x):
         return None
     cdef cnp.ndarray a = x
-    cdef int t = cnp.PyArray_TYPE(a)
     cdef cnp.ndarray res = _empty_like(a)
     cdef bf_elementwise p
     _flat_problem(&p, a)
     p.out = cnp.PyArray_DATA(res)
-    cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
+    cdef int dt = _dtype_code(a)
     cdef int status
     with nogil:
         if kind == KIND_SIGMOID:
@@ -297,7 +296,7 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
     p.out, p.grad, p.hess = _data_or_null(loss), _data_or_null(grad), _data_or_null(hess)
     if reduction == _RED_MEAN:
         p.grad_scale = 1.0 / p.n
-    cdef int dt = BF_F32 if t == cnp.NPY_FLOAT32 else BF_F64
+    cdef int dt = _dtype_code(a)
     cdef int status
     cdef double total = 0.0
     cdef double *sum_ptr = &total if reduction != _RED_NONE else NULL

@@ -143,7 +143,7 @@ def sm_map_canonical(int kind, x, int axis):
     p.x = cnp.PyArray_DATA(a)
     p.out = cnp.PyArray_DATA(res)
     p.grad_scale = 1.0
-    cdef int dt = BF_F32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else BF_F64
+    cdef int dt = _dtype_code(a)
     cdef int status
     with nogil:
         status = bf_softmax_run(dt, &p, NULL)
@@ -199,7 +199,7 @@ cdef object _sm_indexed(int kind, cnp.ndarray a, object target, int64_t ignore_i
     p.out, p.grad, p.hess = _data_or_null(loss), _data_or_null(grad), _data_or_null(hess)
     if bf_softmax_scratch(&p) != 0:        # few rows of very many classes: general path
         return None
-    cdef int dt = BF_F32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else BF_F64
+    cdef int dt = _dtype_code(a)
     cdef int status
     cdef double sums[2]
     sums[0] = sums[1] = 0.0

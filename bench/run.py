@@ -12,7 +12,10 @@ as many bytes as the kernel reads (the memory roofline) are timed
 interleaved: a warm-up call each, then rounds in rotating order until the
 cell's time budget is spent (at least 3 rounds), each round timing a batch
 of calls long enough for the clock.  Times are medians over rounds; a
-speedup is a peer's median time over bce_fast's.
+speedup is a peer's median time over bce_fast's.  Cells that return arrays
+also time the memory floor: the roofline's sum plus a NumPy fill of as many
+bytes as the kernel writes.  The targets quote, beside each speedup, the
+speedup a kernel running at that floor would show.
 
 After the table: the call overhead at 1000 elements, the speed at each
 instruction-set level the CPU supports, thread scaling (with --threads >= 2
@@ -119,29 +122,59 @@ def measure(fns, budget, min_rounds):
     return samples
 
 
-_roof_buffers = {}
+_buffers = {}
 _pool = None
 
 
-def roofline(nbytes, dtype, threads):
-    """A plain NumPy sum over `nbytes` of `dtype`, split over `threads` threads
-    (NumPy releases the GIL in reductions) when there is enough to split."""
-    global _pool
+def _buffer(role, nbytes, dtype):
+    """A reused array of ones of `nbytes` for `role` ("read" or "write")."""
     n = max(1, nbytes // np.dtype(dtype).itemsize)
-    if _roof_buffers.get(dtype, np.empty(0)).size < n:
-        _roof_buffers[dtype] = np.ones(n, dtype)
-    a = _roof_buffers[dtype][:n]
-    if threads == 1 or nbytes < 1 << 20:
-        return a.sum
+    if _buffers.get((role, dtype), np.empty(0)).size < n:
+        _buffers[role, dtype] = np.ones(n, dtype)
+    return _buffers[role, dtype][:n]
+
+
+def _split(fn, a, threads):
+    """fn(a), or fn over `threads` parts of `a` in threads (NumPy releases the
+    GIL in reductions and fills) when there is enough to split."""
+    global _pool
+    if threads == 1 or a.nbytes < 1 << 20:
+        return partial(fn, a)
     _pool = _pool or ThreadPoolExecutor(threads)
     parts = np.array_split(a, threads)
-    return lambda: sum(_pool.map(np.sum, parts))
+    return lambda: list(_pool.map(fn, parts))
+
+
+def roofline(nbytes, dtype, threads):
+    """A plain NumPy sum over `nbytes` of `dtype` (the roof% column)."""
+    return _split(np.sum, _buffer("read", nbytes, dtype), threads)
+
+
+def memory_floor(nread, nwritten, dtype, threads):
+    """The roofline's sum over `nread` bytes, then a fill of `nwritten` bytes
+    of another array: about the least time any kernel needs to move a cell's
+    bytes (a NumPy copy measured slower than sum + fill here), so a peer's
+    time over it bounds the speedup any implementation could show."""
+    read = roofline(nread, dtype, threads)
+    if not nwritten:
+        return read
+    write = _split(_fill_ones, _buffer("write", nwritten, dtype), threads)
+    return lambda: (read(), write())
+
+
+def _fill_ones(a):
+    a.fill(1)
 
 
 # ----------------------------------------------------------------- cells
 
 def outputs(result):
     return result if isinstance(result, tuple) else (result,)
+
+
+def written(result):
+    """Bytes of the arrays a call returns (a reduced loss writes nothing)."""
+    return sum(np.asarray(o).nbytes for o in outputs(result) if np.ndim(o))
 
 
 def check(case, dtype, shape, args, got):
@@ -184,15 +217,17 @@ def run_cell(case, dtype, shape, opts, peers=None, budget=None, **extra):
     got = ours(*args)
     check(case, dtype, shape, args, got)
     elements, nread = case.work(args)
+    nwritten = written(got)
     fns = {"bce_fast": lambda: ours(*args)}
     fns.update((name, fn) for name, fn in cases.peer_callables(case, args).items()
                if peers is None or name in peers)
     fns["roof"] = roofline(nread, dtype, opts.threads)
+    if nwritten:        # else the floor is the roofline itself
+        fns["floor"] = memory_floor(nread, nwritten, dtype, opts.threads)
     samples = measure(fns, budget or opts.budget, opts.min_rounds)
     return dict(function=case.name, dtype=dtype, size=report.size_label(shape),
                 shape=list(shape), elements=int(elements), bytes_read=int(nread),
-                bytes_written=int(sum(np.asarray(o).nbytes for o in outputs(got)
-                                      if np.ndim(o))),
+                bytes_written=int(nwritten),
                 reduced=all(np.ndim(o) == 0 for o in outputs(got)),
                 peak_alloc=peak_allocation(fns["bce_fast"]),
                 median={name: float(np.median(s)) for name, s in samples.items()},

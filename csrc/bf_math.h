@@ -16,9 +16,10 @@
  *         exp(r) by a polynomial; 2^n built from exponent bits.
  *   log:  u = m * 2^k with m in [sqrt(1/2), sqrt(2)) found by integer
  *         arithmetic on the bit pattern; log(m) by a polynomial in f = m - 1.
- *         Variants: log1p on [0, 1] (softplus: one polynomial, no
- *         reduction), log on [0, 1] and log(1 - p) (BCE on probabilities,
- *         exact, division-free reductions); general log1p (softmax's
+ *         Variants: log1p on [0, 1] (softplus: in float32 one
+ *         polynomial, no reduction; in float64 one exact halving), log
+ *         on [0, 1] and log(1 - p) (BCE on probabilities, exact,
+ *         division-free reductions); general log1p (softmax's
  *         log1p(s)) corrects the rounding of 1 + x by (x - (u - 1)) / u
  *         (D. Goldberg, "What every computer scientist should know about
  *         floating-point arithmetic", 1991).
@@ -80,21 +81,24 @@ static inline float bf_log_reduced_f32(float f)
     return f + (p * f * z - 0.5f * z);
 }
 
-/* log(m) for m = 1 + f: log(1+f) = 2 atanh(s), s = f / (2 + f), |s| < 0.1716,
- * written as f - (f^2/2 - s (f^2/2 + R(s^2))) (fdlibm's arrangement) with the
- * Taylor coefficients 2/(2j+1), j = 1..10 (truncation below 1e-18), by
- * Estrin's scheme (6% faster float64 BCE; R is below 0.02 of the result).
- * In float32 Estrin measured slower: the Cephes polynomial stays Horner. */
+/* log(m) for m = 1 + f, f in [-0.29, 0.5]: log(1+f) = 2 atanh(s),
+ * s = f / (2 + f), |s| <= 0.2, written as f - (f^2/2 - s (f^2/2 + R(s^2)))
+ * (fdlibm's arrangement: s and R enter only a correction of at most 0.02 of
+ * the result).  R(z) = z Q(z), Q minimax of degree 7 on z in [0, 1/25] for
+ * relative error (3.7e-17; csrc/gen/fit_polynomials.py; the Taylor series
+ * 2/(2j+1) needs degree 9 for the same), by Estrin's scheme (a Horner chain
+ * of dependent FMAs outlasts what out-of-order execution overlaps).  In
+ * float32 Estrin measured slower: the Cephes polynomial stays Horner. */
 static inline double bf_log_reduced_f64(double f)
 {
     double s = f / (2.0 + f);
     double z = s * s;
     double z2 = z * z, z4 = z2 * z2;
-    double q0 = 2.0 / 5.0 * z + 2.0 / 3.0, q1 = 2.0 / 9.0 * z + 2.0 / 7.0;
-    double q2 = 2.0 / 13.0 * z + 2.0 / 11.0, q3 = 2.0 / 17.0 * z + 2.0 / 15.0;
-    double q4 = 2.0 / 21.0 * z + 2.0 / 19.0;
-    double p = (q4 * z4 + (q3 * z2 + q2)) * z4 + (q1 * z2 + q0);
-    double R = z * p;
+    double q0 = 0.40000000000007840061 * z + 0.66666666666666664212;
+    double q1 = 0.22222223040127323379 * z + 0.28571428567323577878;
+    double q2 = 0.15388840674883160424 * z + 0.18181738290204370447;
+    double q3 = 0.13604787667045777196 * z + 0.13210251972527182302;
+    double R = z * ((q3 * z2 + q2) * z4 + (q1 * z2 + q0));
     double hfsq = 0.5 * f * f;
     return f - (hfsq - s * (hfsq + R));
 }
@@ -208,22 +212,23 @@ static inline double bf_exp_neg_f64(double x)
     return y * 5.42101086242752217e-20;                  /* 2^-64 */
 }
 
-/* log1p(e) for e in [0, 1] (or NaN), the tail of softplus, with no range
- * reduction: log1p(e) = e - e^2 R(e), where R(e) = (e - log1p(e)) / e^2
- * falls from 1/2 to 0.307 on [0, 1] and is analytic out to e = -1, so a
- * polynomial in u = e - 1/2 (exact for e >= 1/4) fits it closely: degree 9
- * to 9e-9 relative for float32, degree 20 to 2e-17 for float64.  Centring on
- * 1/2 keeps the terms small at both ends, where a series in e alternates and
- * cancels at e = 1; e^2 R is at most 0.31 of the result, so R's rounding
- * enters at half weight.  Coefficients: minimax for relative error
- * (csrc/gen/fit_polynomials.py).  Measured within 1.23 ULP (float32, against
- * float64) and 1.13 ULP (float64, against long double), with no selects and
- * no division; the two-way reduction of 1 + e it replaces took twice the
- * operations in float32 and a division in float64.  The float64 R of degree
- * 20 takes its tail by Estrin's scheme (a Horner chain of 20 FMAs is too
- * long to overlap: 16% faster log_sigmoid and BCE-with-logits) and its two
- * leading terms by Horner, so only one rounding is of R's full size and the
- * worst error stays where Horner had it. */
+/* log1p(e) for e in [0, 1] (or NaN), the tail of softplus.
+ * float32: no range reduction: log1p(e) = e - e^2 R(e), where
+ * R(e) = (e - log1p(e)) / e^2 falls from 1/2 to 0.307 on [0, 1] and is
+ * analytic out to e = -1, so a polynomial in u = e - 1/2 (exact for
+ * e >= 1/4) of degree 9 fits it to 9e-9 relative.  Centring on 1/2 keeps the
+ * terms small at both ends, where a series in e alternates and cancels at
+ * e = 1; e^2 R is at most 0.31 of the result, so R's rounding enters at half
+ * weight.  Coefficients: minimax for relative error
+ * (csrc/gen/fit_polynomials.py).  Measured within 1.23 ULP against float64,
+ * with no selects and no division; the two-way reduction of 1 + e it
+ * replaced took twice the operations.
+ * float64: the same idea needs degree 20; one exact halving instead,
+ * 1 + e = 2 (1 + (e - 1)/2) for e > 1/2 (e - 1 exact by Sterbenz), puts the
+ * argument of bf_log_reduced_f64 in [-1/4, 1/2], where its polynomial is of
+ * degree 8 -- fewer operations even with its division (7% faster
+ * log_sigmoid and BCE-with-logits on Zen 4), and within 1.05 ULP instead of
+ * 1.14 (against long double, 1.7e7 points dense and near 0, 1/2 and 1). */
 static inline float bf_log1p_unit_f32(float e)
 {
     float u = e - 0.5f;
@@ -242,23 +247,11 @@ static inline float bf_log1p_unit_f32(float e)
 
 static inline double bf_log1p_unit_f64(double e)
 {
-    double u = e - 0.5;
-    double u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
-    double q0 = -0.051083446105659782733 * u + 0.093230366363664568832;
-    double q1 = -0.016788742469918333531 * u + 0.028943183165290938957;
-    double q2 = -0.0059290123507676627432 * u + 0.0099099007057878435607;
-    double q3 = -0.0021876319133427663162 * u + 0.0035856668412168463252;
-    double q4 = -0.0008315239173689132701 * u + 0.0013444924501843558471;
-    double q5 = -0.00032221296895532585435 * u + 0.00051696914542802193616;
-    double q6 = -0.00013057205692650119986 * u + 0.00020198363802628856987;
-    double q7 = -0.000041359426287703840942 * u + 0.00008267718838430163238;
-    double q8 = -0.000035926863164413180625 * u + 0.000025789602724287168586;
-    double s0 = q1 * u2 + q0, s1 = q3 * u2 + q2, s2 = q5 * u2 + q4, s3 = q7 * u2 + q6;
-    double s4 = 0.000023274970146009904263 * u2 + q8;
-    double v0 = s1 * u4 + s0, v1 = s3 * u4 + s2;
-    double t = (s4 * u8 + v1) * u8 + v0;
-    double r = (t * u - 0.17922493693603626938) * u + 0.37813956756734247266;
-    return bf_fma(-(e * e), r, e);
+    int half = e > 0.5;
+    double f = half ? (e - 1.0) * 0.5 : e;
+    double k = half ? 1.0 : 0.0;
+    return k * 6.93147180369123816490e-01
+           + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
 }
 
 /* num / (1 + e) for e in [0, 1]: the last step of sigmoid, rounded once more

@@ -1,8 +1,12 @@
 """Derive the minimax coefficients used in csrc/bf_math.h.
 
   log1p on [0, 1]:  log1p(e) = e - e^2 R(e), R(e) = (e - log1p(e)) / e^2,
-                    R a polynomial in u = e - 1/2 (degree 9 for float32,
-                    20 for float64), fitted for relative error of R.
+                    R a polynomial in u = e - 1/2 of degree 9 (float32),
+                    fitted for relative error of R.
+  log, float64:     log(1 + f) = 2 atanh(s), s = f / (2 + f), with the
+                    correction R(z) = z Q(z), z = s^2, R = 2 atanh(s)/s - 2;
+                    Q of degree 7 on z in [0, 1/25] (|s| <= 1/5), fitted
+                    for relative error of Q.
   exp:              exp(r) = 1 + r + r^2 P(r) on |r| <= ln(2)/2, P of degree
                     4 for float32, 9 for float64, fitted for relative error
                     of exp(r).
@@ -49,6 +53,13 @@ def fit_log1p(deg):
     return lawson(u, r, [1 / x for x in r], deg)
 
 
+def fit_log_q(deg):
+    half = mp.mpf(1) / 50                   # z in [0, 1/25]
+    z = [half + v for v in chebyshev(half, 15 * deg)]
+    q = [(2 * mp.atanh(mp.sqrt(v)) / mp.sqrt(v) - 2) / v for v in z]
+    return lawson(z, q, [1 / x for x in q], deg)
+
+
 def fit_exp(deg):
     x = chebyshev(mp.log(2) / 2, 15 * deg)
     p = [(mp.exp(v) - 1 - v) / v**2 for v in x]
@@ -86,8 +97,8 @@ if __name__ == "__main__":
     c32 = [np.float32(float(v)) for v in c]
     show(f"log1p R, float32, degree 9: relative error {float(err):.2e}, "
          f"float32 log1p within {check_log1p_f32(c):.2f} ULP", c32, lambda v: f"{v:.10e}f")
-    c, err = fit_log1p(20)
-    show(f"log1p R, float64, degree 20: relative error {float(err):.2e}", c,
+    c, err = fit_log_q(7)
+    show(f"log Q, float64, degree 7: relative error {float(err):.2e}", c,
          lambda v: mp.nstr(v, 20))
     c, err = fit_exp(4)
     show(f"exp P, float32, degree 4: relative error of exp {float(err):.2e}",

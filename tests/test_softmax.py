@@ -279,27 +279,30 @@ def test_random_rows_within_contract_ulps(dtype, C, layout, rng):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
-def test_row_max_rising_and_tied_across_tiles(dtype):
-    """The row kernel finds max and sum in one read, rebasing the running sum
-    when a later tile has a larger max; ties across tiles must still count
-    once (checked against mpmath)."""
+@pytest.mark.parametrize("C", [1000, 20000], ids=["two-sweeps", "one-read"])
+def test_row_max_rising_and_tied_across_tiles(dtype, C):
+    """Log-softmax and cross-entropy rows with maxima rising and tied across
+    tiles, checked against mpmath: a short row is swept for its max first, a
+    long one (>= 16384 classes) is read once, the running sum rebased when a
+    later tile has a larger max; ties across tiles must count once either way."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
-    x = np.tile(np.linspace(-30.0, 0.0, 1000), (3, 1)).astype(dtype)
-    x[0, [10, 300, 700]] = [5, 25, 40]                   # rising maxima
-    x[1, [10, 300, 700]] = [40, 40, 40]                  # tied across tiles
-    x[2, [10, 300, 700]] = [40, 60, 60]                  # rising, then tied
-    t = np.array([700, 300, 10])
+    a, b, c = 10, 3 * C // 10, 7 * C // 10               # in different tiles of 256
+    x = np.tile(np.linspace(-30.0, 0.0, C), (3, 1)).astype(dtype)
+    x[0, [a, b, c]] = [5, 25, 40]                        # rising maxima
+    x[1, [a, b, c]] = [40, 40, 40]                       # tied across tiles
+    x[2, [a, b, c]] = [40, 60, 60]                       # rising, then tied
+    t = np.array([c, b, a])
     ls = bce_fast.log_softmax(x)
     ce = bce_fast.cross_entropy(x, t, reduction="none")
     for r in range(3):
         row = [mpmath.mpf(float(v)) for v in x[r]]
         m = max(row)
-        lse = m + mpmath.log(sum(mpmath.exp(v - m) for v in row))
+        lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in row))
         allowed = 4 + float(m - min(row))
-        for c in (0, 10, 300, 500, 700, 999):
-            exact = float(row[c] - lse)
-            assert abs(float(ls[r, c]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
+        for k in (0, a, b, C // 2, c, C - 1):
+            exact = float(row[k] - lse)
+            assert abs(float(ls[r, k]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
         exact = float(lse - row[t[r]])
         assert abs(float(ce[r]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
 

@@ -108,8 +108,8 @@ def speedup(cell, name):
 
 def floor_speedup(cell, name):
     """Median time of `name` / the memory floor's (the roofline where nothing
-    is written): the most any implementation moving the cell's bytes could
-    show over `name`."""
+    is written): about the most any implementation moving the cell's bytes
+    could show over `name` (see run.memory_floor)."""
     t, m = _peer_time(cell, name), cell["median"]
     return t / m.get("floor", m["roof"]) if t else None
 

@@ -154,7 +154,8 @@ def memory_floor(nread, nwritten, dtype, threads):
     """The roofline's sum over `nread` bytes, then a fill of `nwritten` bytes
     of another array: about the least time any kernel needs to move a cell's
     bytes (a NumPy copy measured slower than sum + fill here), so a peer's
-    time over it bounds the speedup any implementation could show."""
+    time over it estimates the most speedup any implementation could show.
+    For nll_loss, whose reads are scattered, it is no floor at all."""
     read = roofline(nread, dtype, threads)
     if not nwritten:
         return read

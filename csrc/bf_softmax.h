@@ -57,6 +57,21 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 /* Class weight i; a NULL weight array reads as 1 (no array of ones to allocate). */
 #define BF_SM_W(w, i) ((w) != NULL ? (w)[i] : (T)1)
 #define BF_SM_NLL_AHEAD 32      /* rows between an NLL prefetch and its read */
+
+/* Sum of v[0..n), n <= BF_TILE, in 16 double lanes and a fixed tree: the
+ * same order whatever the vector width, and no chain of dependent additions
+ * through the whole block. */
+static inline double bf_sm_dsum(const double *v, int64_t n)
+{
+    double acc[BF_LANES] = {0};
+    int64_t i = 0;
+    for (; i + BF_LANES <= n; i += BF_LANES)
+        for (int j = 0; j < BF_LANES; j++)
+            acc[j] += v[i + j];
+    for (int j = 0; i + j < n; j++)
+        acc[j] += v[i + j];
+    return bf_lanes_total(acc);
+}
 #define BF_SM_ONLINE_C 16384   /* rows this long are read once for max and sum */
 #endif /* BF_SOFTMAX_PRIMITIVES */
 
@@ -451,6 +466,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
     T st[BF_TILE], at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
     double s[BF_TILE], a[BF_TILE], b[BF_TILE], cnt[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
+    double wv[BF_TILE], lv[BF_TILE];              /* w[t] (0 if ignored), losses */
     int64_t tv[BF_TILE];
     double sl = 0.0, sw = 0.0;
     int bad = 0;
@@ -459,34 +475,39 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         gsv[i] = p->grad_scale * (gu != NULL ? (double)gu[pos + i] : 1.0);
         tv[i] = -1;
     }
+    /* Per-position loops below are branch-free, so that they vectorize: an
+     * ignored or invalid position reads class 0 and its result is selected
+     * away (tv < 0, wv = 0).  Sums go through bf_sm_dsum. */
     if (kind == BF_SM_CE || kind == BF_SM_NLL) {
+        const int64_t *tg = p->target + pos, ii = p->ignore_index;
+#pragma omp simd reduction(| : bad)
         for (int64_t i = 0; i < n; i++) {
-            int64_t t = p->target[pos + i];
-            int ign = t == p->ignore_index;
-            int oob = !ign && (t < 0 || t >= C);
-            bad |= oob;
-            if (!ign && !oob) {
-                tv[i] = t;
-                sw += (double)BF_SM_W(w, t);
-            }
+            int64_t t = tg[i];
+            int ign = t == ii;
+            int ok = !ign && t >= 0 && t < C;
+            bad |= !ign && !ok;
+            tv[i] = ok ? t : -1;
+            wv[i] = ok ? (double)BF_SM_W(w, ok ? t : 0) : 0.0;
         }
+        sw = bf_sm_dsum(wv, n);
     }
     if (kind == BF_SM_NLL) {
-        for (int64_t i = 0; i < n; i++)
-            xtv[i] = tv[i] >= 0 ? xb[tv[i] * cs + i] : (T)0;
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            double l = tv[i] < 0 ? 0.0 : -(double)BF_SM_W(w, tv[i]) * (double)xtv[i];
-            if (out != NULL)
-                out[pos + i] = (T)l;
-            sl += l;
+            int ok = tv[i] >= 0;
+            lv[i] = ok ? -wv[i] * (double)xb[(ok ? tv[i] : 0) * cs + i] : 0.0;
         }
+        if (out != NULL)
+            for (int64_t i = 0; i < n; i++)
+                out[pos + i] = (T)lv[i];
+        sl = bf_sm_dsum(lv, n);
         if (gb != NULL) {
             for (int64_t c = 0; c < C; c++)
                 for (int64_t i = 0; i < n; i++)
                     gb[c * cs + i] = 0;
             for (int64_t i = 0; i < n; i++)
                 if (tv[i] >= 0)
-                    gb[tv[i] * cs + i] = (T)(-gsv[i] * (double)BF_SM_W(w, tv[i]));
+                    gb[tv[i] * cs + i] = (T)(-gsv[i] * wv[i]);
         }
         goto done;
     }
@@ -500,15 +521,18 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         for (int64_t i = 0; i < n; i++)
             m[i] = xc[i] > m[i] ? xc[i] : m[i];
     }
-    if (kind == BF_SM_CE)                        /* x[t], now in cache */
+    if (kind == BF_SM_CE) {                      /* x[t], now in cache */
+#pragma omp simd
         for (int64_t i = 0; i < n; i++)
-            xtv[i] = tv[i] >= 0 ? xb[tv[i] * cs + i] : (T)0;
-    /* exp and sums: each position adds its classes in order, in T over
-     * groups of 16 classes, the group totals in double */
-    for (int64_t i = 0; i < n; i++) {
-        s[i] = a[i] = b[i] = 0.0;
-        cnt[i] = 0;
+            xtv[i] = xb[(tv[i] >= 0 ? tv[i] : 0) * cs + i];
     }
+    /* exp and sums: each position adds its classes in order, in T over
+     * groups of 16 classes, the group totals in double; a (smoothing,
+     * probabilities) and b (probabilities) only where they are used */
+    const int want_a = kind == BF_SM_CE_PROB || (kind == BF_SM_CE && smooth);
+    const int want_b = kind == BF_SM_CE_PROB;
+    for (int64_t i = 0; i < n; i++)
+        s[i] = a[i] = b[i] = cnt[i] = 0.0;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t c1 = C - c0 < 16 ? C : c0 + 16;
         for (int64_t i = 0; i < n; i++)
@@ -563,9 +587,17 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             s[i] += (double)st[i];
-            a[i] += (double)at[i];
-            b[i] += (double)bt[i];
             cnt[i] += (double)ct[i];
+        }
+        if (want_a) {
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                a[i] += (double)at[i];
+        }
+        if (want_b) {
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                b[i] += (double)bt[i];
         }
     }
 #pragma omp simd
@@ -588,7 +620,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     if (kind == BF_SM_LOG_SOFTMAX) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++)
-            Lv[i] = (T)bf_log1p_f64(s[i]);
+            Lv[i] = bf_log1p_pos((T)s[i]);
         for (int64_t c = 0; c < C; c++) {
             const T *xc = xb + c * cs;
             T *oc = ob + c * cs;
@@ -599,26 +631,38 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         goto done;
     }
 
-    /* losses */
+    /* losses; no classes (C == 0) gives L = 0.  The test stays outside the
+     * loop: inside, it kept the log1p from vectorizing (2x slower CE).  L is
+     * taken in T, as for log-softmax above (bf_log1p_pos). */
+    if (C > 0) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++)
-        etv[i] = C > 0 ? bf_log1p_f64(s[i]) : 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double L = etv[i], l;
-        if (kind == BF_SM_CE_PROB) {
-            l = a[i] + L * b[i];
-        } else if (tv[i] < 0) {
-            l = 0.0;
-        } else {
-            double wt = (double)BF_SM_W(w, tv[i]);
-            double nll = ((double)m[i] - (double)xtv[i]) + L;
-            l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a[i] + L * wsum)
-                       : wt * nll;
-        }
-        if (out != NULL)
-            out[pos + i] = (T)l;
-        sl += l;
+        for (int64_t i = 0; i < n; i++)
+            etv[i] = (double)bf_log1p_pos((T)s[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            etv[i] = 0.0;
     }
+    if (kind == BF_SM_CE_PROB) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            lv[i] = a[i] + etv[i] * b[i];
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            double L = etv[i];
+            double nll = ((double)m[i] - (double)xtv[i]) + L;
+            /* FMAs spelled out: a position's loss must not depend on
+             * whether it falls in the vector body or the remainder */
+            double l = smooth ? bf_fma((1.0 - eps) * wv[i], nll,
+                                       eps / (double)C * bf_fma(L, wsum, a[i]))
+                              : wv[i] * nll;
+            lv[i] = tv[i] >= 0 ? l : 0.0;
+        }
+    }
+    if (out != NULL)
+        for (int64_t i = 0; i < n; i++)
+            out[pos + i] = (T)lv[i];
+    sl = bf_sm_dsum(lv, n);
     if (gb == NULL)
         goto done;
 
@@ -638,13 +682,13 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         }
         goto done;
     }
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         int ok = tv[i] >= 0;
-        double wt = ok ? (double)BF_SM_W(w, tv[i]) : 0.0;
-        double Bt = gsv[i] * (1.0 - eps) * wt, E = ok ? gsv[i] * eps / (double)C : 0.0;
-        cpv[i] = (T)((Bt + E * wsum) / (1.0 + s[i]));
+        double Bt = gsv[i] * (1.0 - eps) * wv[i], E = ok ? gsv[i] * eps / (double)C : 0.0;
+        cpv[i] = (T)(bf_fma(E, wsum, Bt) / (1.0 + s[i]));
         cEv[i] = (T)E;
-        etv[i] = ok ? (double)gb[tv[i] * cs + i] : 0.0;
+        etv[i] = ok ? (double)gb[(ok ? tv[i] : 0) * cs + i] : 0.0;
     }
     if (hb != NULL) {                            /* gs p (1 - p), 1 - p = ((1 - e) + s) / (1 + s) */
         for (int64_t i = 0; i < n; i++) {
@@ -674,7 +718,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     for (int64_t i = 0; i < n; i++) {
         if (tv[i] < 0)
             continue;
-        double wt = (double)BF_SM_W(w, tv[i]), rinv = 1.0 / (1.0 + s[i]);
+        double wt = wv[i], rinv = 1.0 / (1.0 + s[i]);
         double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
         gb[tv[i] * cs + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
                                  + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));

@@ -607,6 +607,32 @@ def test_bit_identical_across_threads_and_runs(shape, ax, rng):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", [(300, 6), (300, 40), (30, 5, 21)],
+                         ids=["small", "rows", "inner"])
+def test_per_position_results_do_not_depend_on_the_batch_split(dtype, shape, rng):
+    """A row's (or position's) results are the same bits whether it is
+    computed with its whole batch or in a slice of 37 rows, which lands it
+    elsewhere in the kernels' tiles and vector loops (Dask's blocks rely on
+    it)."""
+    x = logits(shape, dtype, rng)
+    t = index_target(x, rng, ax=1, ignore=-100)
+    w = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    parts = [slice(i, i + 37) for i in range(0, shape[0], 37)]
+    calls = [lambda x, t: bce_fast.log_softmax(x, axis=1),
+             lambda x, t: bce_fast.softmax(x, axis=1),
+             lambda x, t: bce_fast.cross_entropy(x, t, reduction="none"),
+             lambda x, t: bce_fast.cross_entropy(x, t, w, reduction="none",
+                                                 label_smoothing=0.2),
+             lambda x, t: bce_fast.cross_entropy_and_grad(x, t, w, reduction="none",
+                                                          label_smoothing=0.2)[1],
+             lambda x, t: bce_fast.nll_loss(x, t, w, reduction="none")]
+    for call in calls:
+        whole = call(x, t)
+        split = np.concatenate([call(x[s], t[s]) for s in parts])
+        assert whole.tobytes() == split.tobytes()
+
+
 def test_every_isa_within_tolerance(isa, rng):
     x = logits((64, 300), np.float32, rng)
     t = index_target(x, rng)

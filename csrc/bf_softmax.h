@@ -75,8 +75,8 @@ static inline double bf_sm_dsum(const double *v, int64_t n)
 #define BF_SM_ONLINE_C 16384   /* rows this long are read once for max and sum */
 #endif /* BF_SOFTMAX_PRIMITIVES */
 
-#ifndef BF_SM_SMALL_ROWS
-#define BF_SM_SMALL_ROWS 32     /* rows per transposed tile (<= BF_TILE) */
+#ifndef BF_SM_SMALL_BUF
+#define BF_SM_SMALL_BUF 4096    /* elements per transposed tile of few-class rows */
 #endif
 
 #define BF_SM_MAX BF_FN(sm_max)
@@ -759,9 +759,12 @@ static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, 
 
 /*
  * inner == 1 and C <= BF_SM_SMALL_C: per-row work would dominate, so tiles of
- * BF_SM_SMALL_ROWS rows are transposed into (C, rows) buffers and run as a
- * block of positions; map outputs and gradients are transposed back (which
- * also makes out == x safe).
+ * rows (as many as fit BF_SM_SMALL_BUF elements, at most BF_TILE) are
+ * transposed into (C, rows) buffers and run as a block of positions; map
+ * outputs and gradients are transposed back (which also makes out == x
+ * safe).  Tiles of 32 rows, as before, left sm_block's per-block work
+ * dominant: 4096-element tiles made float32 cross-entropy 1.4x faster at 3
+ * and 10 classes, 1.2x at 21 and 32.
  */
 static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
 {
@@ -769,13 +772,13 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
     const int64_t C = p->C;
     const int is_map = p->kind == BF_SM_SOFTMAX || p->kind == BF_SM_LOG_SOFTMAX;
     T *dst = is_map ? (T *)p->out : (T *)p->grad;
-    T xbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS], pbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
-    T obuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS], hbuf[BF_SM_SMALL_C * BF_SM_SMALL_ROWS];
+    T xbuf[BF_SM_SMALL_BUF], pbuf[BF_SM_SMALL_BUF], obuf[BF_SM_SMALL_BUF], hbuf[BF_SM_SMALL_BUF];
+    const int64_t rows = C > 0 && BF_SM_SMALL_BUF / C < BF_TILE ? BF_SM_SMALL_BUF / C : BF_TILE;
     double sl = 0.0, sw = 0.0;
     int bad = 0;
     int64_t n;
     for (int64_t pos = lo; pos < hi; pos += n) {
-        n = hi - pos < BF_SM_SMALL_ROWS ? hi - pos : BF_SM_SMALL_ROWS;
+        n = hi - pos < rows ? hi - pos : rows;
         const T *xr = (const T *)p->x + pos * C;
         for (int64_t c = 0; c < C; c++)
 #pragma omp simd

@@ -62,8 +62,12 @@ enum {
     BF_SM_NLL = 4,              /* NLL on log-probabilities */
 };
 
-/* Rows (inner == 1) of at most this many classes are processed column-wise. */
+/* Rows (inner == 1) of at most BF_SM_SMALL_C classes are processed
+ * column-wise, and so are cross-entropy losses without a gradient up to
+ * BF_SM_SMALL_LOSS_C classes (a map or a gradient has to be transposed
+ * back, which costs as much as the row kernel's per-row work). */
 #define BF_SM_SMALL_C 32
+#define BF_SM_SMALL_LOSS_C 64
 /* Fewer than BF_SM_SPLIT_ROWS rows (inner == 1) of at least BF_SM_SPLIT_C
  * classes are also split over blocks of BF_SM_SPLIT_BLOCK classes, so that
  * threads share a long row; the caller provides bf_softmax_scratch(p)

@@ -3,7 +3,7 @@
  * chunk kernels from the selected instruction set's table and run them over
  * positions (or, for few long rows, over class blocks) with the
  * deterministic chunked driver (bf_run).  Which kernels run depends on the
- * shape only, never on the thread count.
+ * shape and the kind of call only, never on the thread count.
  */
 #include <stddef.h>
 #include "bf_kernels.h"
@@ -39,8 +39,10 @@ int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
                              BF_SM_SPLIT_BLOCK, 0, NULL);
         return status;
     }
+    int loss_only = (p->kind == BF_SM_CE || p->kind == BF_SM_CE_PROB) && p->grad == NULL;
+    int small = p->C <= BF_SM_SMALL_C || (loss_only && p->C <= BF_SM_SMALL_LOSS_C);
     bf_chunk_fn fn = p->inner > 1 ? t->softmax_inner[dtype]
-                     : p->C <= BF_SM_SMALL_C && p->kind != BF_SM_NLL ? t->softmax_small[dtype]
+                     : small && p->kind != BF_SM_NLL ? t->softmax_small[dtype]
                      : t->softmax_rows[dtype];
     /* NLL reads one value per position; the others read the whole row. */
     int64_t cost = p->kind == BF_SM_NLL && p->grad == NULL ? 1 : p->C;

@@ -6,13 +6,16 @@
  * Included by bf_isa_body.h with T = float / double and BF_FN(name) naming
  * the per-type function.  The logits are seen as (outer, C, inner) without a
  * copy (bf_softmax in bf_kernels.h); a "position" is one (outer, inner) pair.
- * Four kernels, chosen in bf_softmax.c from the shape only:
- *   rows  (inner == 1, C > BF_SM_SMALL_C): one position at a time, vectorized
- *         over its C contiguous classes, in tiles of BF_TILE.
+ * Four kernels, chosen in bf_softmax.c from the shape and the kind (never
+ * from the thread count):
+ *   rows  (inner == 1, more classes than small takes): one position at a
+ *         time, vectorized over its C contiguous classes, in tiles of
+ *         BF_TILE.
  *   inner (inner > 1): a block of up to BF_TILE neighbouring positions at a
  *         time, vectorized across them, looping over the classes (stride
  *         inner) -- sm_block.
- *   small (inner == 1, C <= BF_SM_SMALL_C): tiles of rows transposed into a
+ *   small (inner == 1, C <= BF_SM_SMALL_C, or C <= BF_SM_SMALL_LOSS_C for
+ *         cross-entropy without a gradient): tiles of rows transposed into a
  *         (C, rows) buffer and run through sm_block, since per-row overhead
  *         would dominate.
  *   split (inner == 1, few rows of many classes): per class block partials
@@ -83,12 +86,23 @@ static inline double bf_sm_dsum(const double *v, int64_t n)
 #define BF_SM_TSUM BF_FN(sm_tile_sum)
 #define BF_SM_ROW_SUMS BF_FN(sm_row_sums)
 
+/* Max of x[0..n).  A partial last vector is taken as the whole vector that
+ * ends at n, overlapping the one before (a max may see an element twice),
+ * instead of by a scalar remainder loop. */
 static inline T BF_SM_MAX(const T *x, int64_t n)
 {
     T m = -(T)__builtin_inf();
+    int64_t whole = n - n % BF_LANES;
+    const T *tail = n > BF_LANES ? x + n - BF_LANES : x;
+    int64_t ntail = n > BF_LANES ? BF_LANES : n;
 #pragma omp simd reduction(max : m)
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < whole; i++)
         m = x[i] > m ? x[i] : m;
+    if (whole != n) {
+#pragma omp simd reduction(max : m)
+        for (int64_t i = 0; i < ntail; i++)
+            m = tail[i] > m ? tail[i] : m;
+    }
     return m;
 }
 
@@ -120,7 +134,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
                                  const T *tp, T keep, T add, double *a, double *b,
                                  const T *next, int64_t *cntp)
 {
-    T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE], ones[BF_TILE];
+    T te[BF_TILE], ta[BF_TILE], tb[BF_TILE], junk[BF_TILE], ones[BF_TILE], xpad[BF_TILE];
     if (w == NULL && mode != BF_SM_SUMS_PLAIN)
         for (int64_t i = 0; i < BF_TILE; i++)
             ones[i] = 1;
@@ -136,9 +150,23 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
         if (next != NULL)
             for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T))
                 __builtin_prefetch(next + c0 + j);
+        /* A partial last vector would run the exp loop's scalar remainder
+         * (half the time of a 40-class row).  The plain sums pad the tile
+         * with -inf to whole vectors instead: exp gives 0 there, the same
+         * sum bit for bit (only a row of -inf, NaN whatever s is, could
+         * count the pads as its max), and e goes to junk, then to dst. */
+        int64_t nv = n;
+        if (mode == BF_SM_SUMS_PLAIN && n % BF_LANES != 0) {
+            nv = n + (BF_LANES - n % BF_LANES);
+            for (int64_t i = nv - BF_LANES; i < nv; i++)     /* one vector store */
+                xpad[i] = -(T)__builtin_inf();
+            memcpy(xpad, xt, (size_t)n * sizeof(T));
+            xt = xpad;
+        }
+        T *dv = nv != n ? junk : dt;
         if (mode == BF_SM_SUMS_PLAIN && dst == NULL) {
 #pragma omp simd reduction(+ : cnt_t)
-            for (int64_t i = 0; i < n; i++) {
+            for (int64_t i = 0; i < nv; i++) {
                 T xi = xt[i];
                 T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
@@ -147,14 +175,16 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
             }
         } else if (mode == BF_SM_SUMS_PLAIN) {
 #pragma omp simd reduction(+ : cnt_t)
-            for (int64_t i = 0; i < n; i++) {
+            for (int64_t i = 0; i < nv; i++) {
                 T xi = xt[i];
                 T e = bf_exp_neg(xi - m);
                 int eq = xi == m;
                 cnt_t += eq ? (T)1 : (T)0;
                 te[i] = eq ? (T)0 : e;
-                dt[i] = e;
+                dv[i] = e;
             }
+            if (dv != dt)
+                memcpy(dt, dv, (size_t)n * sizeof(T));
         } else if (mode == BF_SM_SUMS_SMOOTH) {
             const T *wt = w != NULL ? w + c0 : ones;
 #pragma omp simd reduction(+ : cnt_t)
@@ -185,7 +215,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
             sa += BF_SM_TSUM(ta, n);
             sb += BF_SM_TSUM(tb, n);
         }
-        s += BF_SM_TSUM(te, n);
+        s += BF_SM_TSUM(te, nv);
         cnt += (int64_t)cnt_t;
     }
     *a = sa;
@@ -758,13 +788,15 @@ static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, 
 }
 
 /*
- * inner == 1 and C <= BF_SM_SMALL_C: per-row work would dominate, so tiles of
- * rows (as many as fit BF_SM_SMALL_BUF elements, at most BF_TILE) are
- * transposed into (C, rows) buffers and run as a block of positions; map
- * outputs and gradients are transposed back (which also makes out == x
- * safe).  Tiles of 32 rows, as before, left sm_block's per-block work
- * dominant: 4096-element tiles made float32 cross-entropy 1.4x faster at 3
- * and 10 classes, 1.2x at 21 and 32.
+ * inner == 1 and few classes (see the top): per-row work would dominate, so
+ * tiles of rows (as many as fit BF_SM_SMALL_BUF elements, at most BF_TILE)
+ * are transposed into (C, rows) buffers and run as a block of positions;
+ * map outputs and gradients are transposed back (which also makes
+ * out == x safe).  Tiles of 32 rows, as before, left sm_block's per-block
+ * work dominant: 4096-element tiles made float32 cross-entropy 1.4x faster
+ * at 3 and 10 classes, 1.2x at 21 and 32.  Plain losses take this kernel up
+ * to 64 classes: 78 -> 41 ns a row at 40 classes, 64 -> 43 at 64; at 80 and
+ * more the row kernel is faster again.
  */
 static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
 {

@@ -20,8 +20,8 @@ FLOATS = [np.float32, np.float64]
 FIDS = ["f32", "f64"]
 # rows of C <= 32 classes take the small-C (column-wise) kernel, wider ones the row kernel
 SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2), (6, 1), (0, 4), (3, 300),
-          (200, 3)]
-SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide", "tall"]
+          (200, 3), (40, 50)]
+SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide", "tall", "mid"]
 
 
 def logits(shape, dtype, rng, scale=4.0):

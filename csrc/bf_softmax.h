@@ -501,13 +501,24 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     double sl = 0.0, sw = 0.0;
     int bad = 0;
 
+    if (C == 0) {           /* no classes: every target is ignored or out of range */
+        if (kind == BF_SM_CE || kind == BF_SM_NLL)
+            for (int64_t i = 0; i < n; i++)
+                bad |= p->target[pos + i] != p->ignore_index;
+        if (out != NULL && kind != BF_SM_SOFTMAX && kind != BF_SM_LOG_SOFTMAX)
+            for (int64_t i = 0; i < n; i++)
+                out[pos + i] = 0;
+        return bad;
+    }
     for (int64_t i = 0; i < n; i++) {
         gsv[i] = p->grad_scale * (gu != NULL ? (double)gu[pos + i] : 1.0);
         tv[i] = -1;
     }
     /* Per-position loops below are branch-free, so that they vectorize: an
-     * ignored or invalid position reads class 0 and its result is selected
-     * away (tv < 0, wv = 0).  Sums go through bf_sm_dsum. */
+     * ignored or invalid position reads class 0 (which exists: C > 0) and
+     * its result is selected away (tv < 0, wv = 0).  A test inside such a
+     * loop can keep it from vectorizing at all (a 'C > 0 ?' there once made
+     * CE 2x slower).  Sums go through bf_sm_dsum. */
     if (kind == BF_SM_CE || kind == BF_SM_NLL) {
         const int64_t *tg = p->target + pos, ii = p->ignore_index;
 #pragma omp simd reduction(| : bad)
@@ -661,17 +672,10 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         goto done;
     }
 
-    /* losses; no classes (C == 0) gives L = 0.  The test stays outside the
-     * loop: inside, it kept the log1p from vectorizing (2x slower CE).  L is
-     * taken in T, as for log-softmax above (bf_log1p_pos). */
-    if (C > 0) {
+    /* losses (L in T, as for log-softmax above) */
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++)
-            etv[i] = (double)bf_log1p_pos((T)s[i]);
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            etv[i] = 0.0;
-    }
+    for (int64_t i = 0; i < n; i++)
+        etv[i] = (double)bf_log1p_pos((T)s[i]);
     if (kind == BF_SM_CE_PROB) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++)

@@ -405,6 +405,25 @@ def test_ignore_index_corner_cases(rng):
     assert bce_fast.cross_entropy(e, np.empty(0, np.int64), reduction="none").shape == (0,)
 
 
+@pytest.mark.parametrize("shape", [(4, 0), (2, 0, 3)], ids=["rows", "NCd"])
+def test_zero_classes_with_every_target_ignored(shape):
+    """No classes and every position ignored is a valid call: losses 0, the
+    mean NaN (all ignored), gradients empty; the kernels must not read the
+    empty logits or weights (the sanitizer run checks that)."""
+    x = np.empty(shape, np.float32)
+    t = np.full(shape[:1] + shape[2:], -100)
+    w = np.empty(0, np.float32)
+    for fn in (bce_fast.cross_entropy, bce_fast.nll_loss):
+        for weight in (None, w):
+            np.testing.assert_array_equal(fn(x, t, weight, reduction="none"), 0.0)
+            assert fn(x, t, weight, reduction="sum") == 0.0
+            assert np.isnan(fn(x, t, weight))
+    loss, grad = bce_fast.cross_entropy_and_grad(x, t, w, reduction="sum", label_smoothing=0.1)
+    assert loss == 0.0 and grad.shape == shape
+    np.testing.assert_array_equal(bce_fast.cross_entropy(x, np.empty(shape, np.float32),
+                                                         reduction="none"), 0.0)
+
+
 def test_axis_last_matches_torch_after_moveaxis(rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional

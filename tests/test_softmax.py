@@ -606,8 +606,8 @@ def test_long_rows_special_values_follow_torch():
 
 @pytest.mark.parametrize("shape,ax", [((300, 1000), None), ((40, 50, 64), None),
                                       ((8, 40000), None), ((3, 70000), None),
-                                      ((6000, 20), None)],
-                         ids=["rows", "inner", "fewrows", "split", "small"])
+                                      ((6000, 20), None), ((3000, 50), None)],
+                         ids=["rows", "inner", "fewrows", "split", "small", "mid"])
 def test_bit_identical_across_threads_and_runs(shape, ax, rng):
     x = logits(shape, np.float32, rng)
     t = index_target(x, rng, ignore=-100)

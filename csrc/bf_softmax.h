@@ -62,18 +62,24 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 #define BF_SM_NLL_AHEAD 32      /* rows between an NLL prefetch and its read */
 #define BF_SM_ONLINE_C 16384   /* rows this long are read once for max and sum */
 
-/* Sum of v[0..n), n <= BF_TILE, in 16 double lanes and a fixed tree: the
- * same order whatever the vector width, and no chain of dependent additions
- * through the whole block. */
+/* acc[j] += v[i] for every i = j (mod BF_LANES) of v[0..n), in order: the
+ * lane order of the tile sums below, the same whatever the vector width. */
+#define BF_SM_LANES_ADD(acc, v, n)                                            \
+    do {                                                                      \
+        int64_t i_ = 0;                                                       \
+        for (; i_ + BF_LANES <= (n); i_ += BF_LANES)                          \
+            for (int j_ = 0; j_ < BF_LANES; j_++)                             \
+                (acc)[j_] += (v)[i_ + j_];                                    \
+        for (int j_ = 0; i_ + j_ < (n); j_++)                                 \
+            (acc)[j_] += (v)[i_ + j_];                                        \
+    } while (0)
+
+/* Sum of double v[0..n), n <= BF_TILE, in BF_LANES lanes and a fixed tree:
+ * no chain of dependent additions through the whole block. */
 static inline double bf_sm_dsum(const double *v, int64_t n)
 {
     double acc[BF_LANES] = {0};
-    int64_t i = 0;
-    for (; i + BF_LANES <= n; i += BF_LANES)
-        for (int j = 0; j < BF_LANES; j++)
-            acc[j] += v[i + j];
-    for (int j = 0; i + j < n; j++)
-        acc[j] += v[i + j];
+    BF_SM_LANES_ADD(acc, v, n);
     return bf_lanes_total(acc);
 }
 #endif /* BF_SOFTMAX_PRIMITIVES */
@@ -111,12 +117,7 @@ static inline T BF_SM_MAX(const T *x, int64_t n)
 static inline double BF_SM_TSUM(const T *v, int64_t n)
 {
     T acc[BF_LANES] = {0};
-    int64_t i = 0;
-    for (; i + BF_LANES <= n; i += BF_LANES)
-        for (int j = 0; j < BF_LANES; j++)
-            acc[j] += v[i + j];
-    for (int j = 0; i + j < n; j++)
-        acc[j] += v[i + j];
+    BF_SM_LANES_ADD(acc, v, n);
     double d[BF_LANES];
     for (int j = 0; j < BF_LANES; j++)
         d[j] = (double)acc[j];

@@ -627,8 +627,8 @@ def test_bit_identical_across_threads_and_runs(shape, ax, rng):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
-@pytest.mark.parametrize("shape", [(300, 6), (300, 40), (30, 5, 21)],
-                         ids=["small", "rows", "inner"])
+@pytest.mark.parametrize("shape", [(300, 6), (300, 40), (100, 600), (30, 5, 21)],
+                         ids=["small", "rows", "long", "inner"])
 def test_per_position_results_do_not_depend_on_the_batch_split(dtype, shape, rng):
     """A row's (or position's) results are the same bits whether it is
     computed with its whole batch or in a slice of 37 rows, which lands it

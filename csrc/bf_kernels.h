@@ -64,10 +64,14 @@ enum {
 
 /* Rows (inner == 1) of at most BF_SM_SMALL_C classes are processed
  * column-wise, and so are cross-entropy losses without a gradient up to
- * BF_SM_SMALL_LOSS_C classes (a map or a gradient has to be transposed
- * back, which costs as much as the row kernel's per-row work). */
+ * BF_SM_SMALL_LOSS_C32 (float32) / BF_SM_SMALL_LOSS_C64 (float64) classes
+ * (a map or a gradient has to be transposed back, which costs as much as
+ * the row kernel's per-row work).  Measured crossovers on Zen 4: float32
+ * above 64 classes, float64 at 40 (at 47-64 classes the row kernel takes
+ * 74-86 ns a row, the column-wise one 100-106). */
 #define BF_SM_SMALL_C 32
-#define BF_SM_SMALL_LOSS_C 64
+#define BF_SM_SMALL_LOSS_C32 64
+#define BF_SM_SMALL_LOSS_C64 40
 /* Fewer than BF_SM_SPLIT_ROWS rows (inner == 1) of at least BF_SM_SPLIT_C
  * classes are also split over blocks of BF_SM_SPLIT_BLOCK classes, so that
  * threads share a long row; the caller provides bf_softmax_scratch(p)

@@ -40,7 +40,8 @@ int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
         return status;
     }
     int loss_only = (p->kind == BF_SM_CE || p->kind == BF_SM_CE_PROB) && p->grad == NULL;
-    int small = p->C <= BF_SM_SMALL_C || (loss_only && p->C <= BF_SM_SMALL_LOSS_C);
+    int64_t small_loss = dtype == BF_F64 ? BF_SM_SMALL_LOSS_C64 : BF_SM_SMALL_LOSS_C32;
+    int small = p->C <= BF_SM_SMALL_C || (loss_only && p->C <= small_loss);
     bf_chunk_fn fn = p->inner > 1 ? t->softmax_inner[dtype]
                      : small && p->kind != BF_SM_NLL ? t->softmax_small[dtype]
                      : t->softmax_rows[dtype];

@@ -14,8 +14,8 @@
  *   inner (inner > 1): a block of up to BF_TILE neighbouring positions at a
  *         time, vectorized across them, looping over the classes (stride
  *         inner) -- sm_block.
- *   small (inner == 1, C <= BF_SM_SMALL_C, or C <= BF_SM_SMALL_LOSS_C for
- *         cross-entropy without a gradient): tiles of rows transposed into a
+ *   small (inner == 1, C <= BF_SM_SMALL_C, or up to BF_SM_SMALL_LOSS_C32 /
+ *         C64 classes for cross-entropy without a gradient): tiles of rows transposed into a
  *         (C, rows) buffer and run through sm_block, since per-row overhead
  *         would dominate.
  *   split (inner == 1, few rows of many classes): per class block partials

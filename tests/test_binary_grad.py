@@ -113,6 +113,20 @@ def central_difference(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
+@pytest.mark.parametrize("soft", [True, False], ids=["soft", "hard"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["bce_logits", "bce"])
+def test_weight_of_ones_gives_the_unweighted_bits(kind, dtype, soft, rng):
+    """Without a weight the kernels skip the products by w (another code
+    path); a weight of ones must give the same bits."""
+    x, y, _ = make(kind, (3, 700), dtype, rng, soft=soft)
+    ones = np.ones_like(x)
+    l0, g0 = FAST[kind](x, y, reduction="none")
+    l1, g1 = FAST[kind](x, y, weight=ones, reduction="none")
+    assert l0.tobytes() == l1.tobytes() and g0.tobytes() == g1.tobytes()
+    assert l0.tobytes() == LOSS[kind](x, y, weight=ones, reduction="none").tobytes()
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kind", ["bce_logits", "bce"])
 def test_grad_matches_finite_differences(kind, reduction, rng):

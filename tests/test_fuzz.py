@@ -539,3 +539,65 @@ def test_bce_grad_subnormal_probability():
     _, g = bce_fast.binary_cross_entropy_and_grad(p, y, 1.5, reduction="none")
     want = ref.binary_cross_entropy_grad(p, y, 1.5, reduction="none")
     assert_matches(g, want, np.float32, what="grad")
+
+
+@_has("cross_entropy", "softmax", "log_softmax")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_row_kernel_wide_rows(data):
+    """Rows of 33-300 classes: the row kernel (groups of rows, a padded last
+    vector, tiles of 256 classes), with ties of the row maximum, ignored
+    rows, weights, smoothing and probability targets."""
+    dtype = data.draw(st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)]), "dtype")
+    N = data.draw(st.integers(0, 19), "N")
+    C = data.draw(st.sampled_from([33, 40, 47, 64, 65, 100, 200, 255, 256, 257, 300])
+                  | st.integers(33, 300), "C")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), "seed"))
+    scale = data.draw(st.sampled_from([0.1, 3.0, 30.0]), "scale")
+    x = rng.standard_normal((N, C)) * scale
+    if N and data.draw(st.booleans(), "ties"):
+        rows = rng.integers(0, N, 3)
+        x[rows, rng.integers(0, C, 3)] = x[rows].max(axis=1)
+    x = x.astype(dtype)
+    name = data.draw(st.sampled_from(["softmax", "log_softmax", "index", "probability"]), "fn")
+    isa = data.draw(st.sampled_from(ISAS), "isa")
+    cond = _row_cond(x, 1)
+    tol = 8 * _eps(dtype) * (4 + cond)
+    if name in ("softmax", "log_softmax"):
+        with _Isa(isa):
+            got = getattr(bce_fast, name)(x, axis=1)
+        want = getattr(ref, name)(x, axis=1)
+        if name == "softmax":
+            assert_matches(got, want, dtype, rtol=tol / 2, what=name)
+        else:
+            assert_matches(got, want, dtype, atol=tol / 2, what=name)
+        return
+    reduction = data.draw(st.sampled_from(["none", "mean", "sum"]), "reduction")
+    eps = data.draw(st.sampled_from([0.0, 0.0, 0.1]), "label_smoothing")
+    weight = None
+    if data.draw(st.booleans(), "weighted"):
+        weight = rng.uniform(0.25, 4.0, C).astype(dtype)
+    if name == "index":
+        target = rng.integers(0, C, N)
+        target[rng.uniform(size=N) < 0.2] = -100
+        kw = dict(weight=weight, label_smoothing=eps, reduction=reduction)
+        valid = target != -100
+        wv = np.ones(C) if weight is None else weight.astype(np.float64)
+        den = float(np.sum(wv[target[valid]]))
+    else:
+        raw = rng.uniform(size=(N, C))
+        target = (raw / raw.sum(axis=1, keepdims=True)).astype(dtype)
+        kw = dict(label_smoothing=eps, reduction=reduction)
+        den = float(N)
+    with_grad = data.draw(st.booleans(), "grad")
+    snap = _snap(x, target, weight)
+    with _Isa(isa):
+        fn = bce_fast.cross_entropy_and_grad if with_grad else bce_fast.cross_entropy
+        got = fn(x, target, **kw)
+    _unchanged(snap)
+    got, grad = got if with_grad else (got, None)
+    _compare(got, ref.cross_entropy(x, target, **kw), dtype, rtol=tol, atol=tol * 1e-30,
+             red_rtol=tol)
+    if with_grad:
+        _check_softmax_grad(grad, ref.cross_entropy_grad(x, target, **kw), dtype, cond,
+                            _grad_term(kw.get("weight"), C, reduction, den))

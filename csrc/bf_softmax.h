@@ -131,7 +131,10 @@ static inline double BF_SM_TSUM(const T *v, int64_t n)
 }
 
 /* e_c = exp(x_c - m) of x[0..n): stored into te with the maxima as 0 and
- * into dv (unless NULL); returns the count of x_c == m (exact in T). */
+ * into dv (unless NULL); returns the count of x_c == m (exact in T).  Two
+ * loops on purpose: with `if (dv != NULL)` inside one, gcc 12 neither
+ * unswitches nor vectorizes it (log_softmax at 100 classes: 79 -> 308 ns
+ * a row). */
 static inline T BF_SM_EXPS(const T *x, int64_t n, T m, T *te, T *dv)
 {
     T cnt = 0;

@@ -15,9 +15,9 @@
  *         time, vectorized across them, looping over the classes (stride
  *         inner) -- sm_block.
  *   small (inner == 1, C <= BF_SM_SMALL_C, or up to BF_SM_SMALL_LOSS_C32 /
- *         C64 classes for cross-entropy without a gradient): tiles of rows transposed into a
- *         (C, rows) buffer and run through sm_block, since per-row overhead
- *         would dominate.
+ *         _C64 classes for cross-entropy without a gradient): tiles of rows
+ *         transposed into a (C, rows) buffer and run through sm_block, since
+ *         per-row overhead would dominate.
  *   split (inner == 1, few rows of many classes): per class block partials
  *         combined per row, so that threads share a row.
  *

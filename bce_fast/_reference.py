@@ -78,12 +78,15 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     x, y = _f64(input), _f64(target)
     w = 1.0 if weight is None else _f64(weight)
     pw = 1.0 if pos_weight is None else _f64(pos_weight)
-    c_pos = w * pw * y           # coefficient of softplus(-x)
-    c_neg = w * (1.0 - y)        # coefficient of softplus(x)
-    with np.errstate(invalid="ignore"):
-        t_pos = np.where(c_pos == 0, 0.0, c_pos * _softplus(-x))
-        t_neg = np.where(c_neg == 0, 0.0, c_neg * _softplus(x))
-    loss = np.where(np.isnan(x), np.nan, t_pos + t_neg)
+    # the products in long double (x86: 80-bit), so that tiny or huge weights
+    # neither underflow nor overflow before the loss itself does
+    ld = np.longdouble
+    c_pos = np.asarray(w, ld) * np.asarray(pw, ld) * np.asarray(y, ld)  # of softplus(-x)
+    c_neg = np.asarray(w, ld) * (1.0 - np.asarray(y, ld))               # of softplus(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t_pos = np.where(c_pos == 0, 0.0, c_pos * np.asarray(_softplus(-x), ld))
+        t_neg = np.where(c_neg == 0, 0.0, c_neg * np.asarray(_softplus(x), ld))
+        loss = np.where(np.isnan(x), np.nan, (t_pos + t_neg).astype(np.float64))
     loss = _reduce(np.broadcast_to(loss, x.shape) * 1.0, reduction)
     if out is not None:
         out[...] = loss
@@ -114,10 +117,11 @@ BCE_GRAD_EPS = float(np.float32(1e-12))
 
 def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
     """d(loss)/d(input) with PyTorch's clamp:
-    w * (p - y) / max(p (1 - p), BCE_GRAD_EPS)."""
+    w * (p - y) / max(p (1 - p), BCE_GRAD_EPS), dividing first (w (p - y)
+    rounds to a coarse subnormal when p is one)."""
     p, y = _f64(input), _f64(target)
     w = 1.0 if weight is None else _f64(weight)
-    g = w * (p - y) / np.maximum(p * (1.0 - p), BCE_GRAD_EPS)
+    g = w * ((p - y) / np.maximum(p * (1.0 - p), BCE_GRAD_EPS))
     return np.broadcast_to(g, p.shape) * _grad_scale(p.shape, reduction)
 
 

@@ -597,6 +597,25 @@ def test_nan_and_inf_propagate():
     assert np.isnan(bce_fast.binary_cross_entropy_with_logits(xs, ys))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_weight_products_at_the_edges_of_the_range(dtype):
+    """pw |x| can overflow where w pw |x| does not: the coefficient w pw is
+    formed first, so the loss stays finite.  The other edge is the
+    documented exception (README, Numerics): a w pw below the subnormals
+    may be 0, and so its term, as in PyTorch."""
+    fi = np.finfo(dtype)
+    x = np.array([-float(fi.max), -217.0], dtype)
+    y = np.ones(2, dtype)
+    tiny_w = 5.393666e-24 if dtype == np.float32 else 1e-170
+    w = np.array([0.5, tiny_w], dtype)
+    pw = np.array([1.8, tiny_w], dtype)
+    got = bce_fast.binary_cross_entropy_with_logits(x, y, w, pw, reduction="none")
+    want0 = float(np.longdouble(0.5) * np.longdouble(dtype(1.8)) * np.longdouble(fi.max))
+    np.testing.assert_allclose(float(got[0]), want0, rtol=4 * float(fi.eps))
+    want1 = float(np.longdouble(w[1]) * np.longdouble(pw[1]) * 217)
+    assert 0 <= float(got[1]) <= want1 + 2 * float(fi.smallest_subnormal)
+
+
 # -------------------------------------------------------------- modules
 
 

@@ -29,7 +29,6 @@
  */
 
 #define BF_SIDE BF_FN(side)
-#define BF_LANES_ADD BF_FN(lanes_add)
 
 /* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
  * the array itself where it is laid out like the input (so = row, si = 1),
@@ -61,17 +60,6 @@ static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si, int64_t
         j += len;
     }
     return buf;
-}
-
-/* acc[j] += v[16 i + j]: a fixed summation order whatever the vector width. */
-static inline void BF_LANES_ADD(double *acc, const T *v, int64_t m)
-{
-    int64_t i = 0;
-    for (; i + BF_LANES <= m; i += BF_LANES)
-        for (int j = 0; j < BF_LANES; j++)
-            acc[j] += (double)v[i + j];
-    for (int j = 0; i + j < m; j++)
-        acc[j] += (double)v[i + j];
 }
 
 /* Length of the tile starting at flat offset off: BF_TILE, or up to the
@@ -304,4 +292,3 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
 }
 
 #undef BF_SIDE
-#undef BF_LANES_ADD

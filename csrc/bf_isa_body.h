@@ -12,6 +12,19 @@
 #define BF_TILE 256     /* elements per tile: side buffers and tmp fit in L1 */
 #define BF_LANES 16     /* summation lanes: fixed, so order is ISA-independent */
 
+/* acc[j] += v[i] for every i = j (mod BF_LANES) of v[0..n), in order (acc
+ * may be wider than v): the lane order of every tile sum, the same whatever
+ * the vector width. */
+#define BF_LANES_ADD(acc, v, n)                                               \
+    do {                                                                      \
+        int64_t i_ = 0;                                                       \
+        for (; i_ + BF_LANES <= (n); i_ += BF_LANES)                          \
+            for (int j_ = 0; j_ < BF_LANES; j_++)                             \
+                (acc)[j_] += (v)[i_ + j_];                                    \
+        for (int j_ = 0; i_ + j_ < (n); j_++)                                 \
+            (acc)[j_] += (v)[i_ + j_];                                        \
+    } while (0)
+
 /* Sum of the 16 lanes as a fixed pairwise tree. */
 static inline double bf_lanes_total(const double *a)
 {

@@ -67,24 +67,12 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 #define BF_SM_GROUP 8           /* rows swept before their log1p(s) are taken */
 #define BF_SM_GROUP_BYTES 4096  /* fewer rows when theirs pass this (L1 for the writes) */
 
-/* acc[j] += v[i] for every i = j (mod BF_LANES) of v[0..n), in order: the
- * lane order of the tile sums below, the same whatever the vector width. */
-#define BF_SM_LANES_ADD(acc, v, n)                                            \
-    do {                                                                      \
-        int64_t i_ = 0;                                                       \
-        for (; i_ + BF_LANES <= (n); i_ += BF_LANES)                          \
-            for (int j_ = 0; j_ < BF_LANES; j_++)                             \
-                (acc)[j_] += (v)[i_ + j_];                                    \
-        for (int j_ = 0; i_ + j_ < (n); j_++)                                 \
-            (acc)[j_] += (v)[i_ + j_];                                        \
-    } while (0)
-
 /* Sum of double v[0..n), n <= BF_TILE, in BF_LANES lanes and a fixed tree:
  * no chain of dependent additions through the whole block. */
 static inline double bf_sm_dsum(const double *v, int64_t n)
 {
     double acc[BF_LANES] = {0};
-    BF_SM_LANES_ADD(acc, v, n);
+    BF_LANES_ADD(acc, v, n);
     return bf_lanes_total(acc);
 }
 #endif /* BF_SOFTMAX_PRIMITIVES */
@@ -123,7 +111,7 @@ static inline T BF_SM_MAX(const T *x, int64_t n)
 static inline double BF_SM_TSUM(const T *v, int64_t n)
 {
     T acc[BF_LANES] = {0};
-    BF_SM_LANES_ADD(acc, v, n);
+    BF_LANES_ADD(acc, v, n);
     double d[BF_LANES];
     for (int j = 0; j < BF_LANES; j++)
         d[j] = (double)acc[j];

@@ -606,8 +606,10 @@ def test_long_rows_special_values_follow_torch():
 
 @pytest.mark.parametrize("shape,ax", [((300, 1000), None), ((40, 50, 64), None),
                                       ((8, 40000), None), ((3, 70000), None),
-                                      ((6000, 20), None), ((3000, 50), None)],
-                         ids=["rows", "inner", "fewrows", "split", "small", "mid"])
+                                      ((6000, 20), None), ((3000, 50), None),
+                                      ((70000, 3), None)],
+                         ids=["rows", "inner", "fewrows", "split", "small", "mid",
+                              "nll_threads"])
 def test_bit_identical_across_threads_and_runs(shape, ax, rng):
     x = logits(shape, np.float32, rng)
     t = index_target(x, rng, ignore=-100)
@@ -618,7 +620,8 @@ def test_bit_identical_across_threads_and_runs(shape, ax, rng):
             bce_fast.set_num_threads(n)
             res.append((bce_fast.cross_entropy(x, t), bce_fast.cross_entropy(x, t, reduction="sum",
                                                                             label_smoothing=0.1),
-                        bce_fast.log_softmax(x, axis=1), bce_fast.cross_entropy_and_grad(x, t)[1]))
+                        bce_fast.log_softmax(x, axis=1), bce_fast.cross_entropy_and_grad(x, t)[1],
+                        bce_fast.nll_loss(x, t, reduction="sum")))
     finally:
         bce_fast.set_num_threads(before)
     for other in res[1:]:

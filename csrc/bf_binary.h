@@ -199,6 +199,8 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
 {
     T corr;
     T q = bf_log1m_split(p, &corr);             /* log(1 - p) = log(q) + corr */
+    /* bf_log_unit is the logarithm only down to -100: the clamps below are
+     * part of it */
     if (hard) {
         int pos = y != 0;
         T lz = bf_log_unit(pos ? p : q) + (pos ? (T)0 : corr);

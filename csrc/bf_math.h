@@ -18,9 +18,10 @@
  *         arithmetic on the bit pattern; log(m) by a polynomial in f = m - 1.
  *         Variants: log1p on [0, 1] (softplus: in float32 one
  *         polynomial, no reduction; in float64 one exact halving), log
- *         on [0, 1] and log(1 - p) (BCE on probabilities, exact,
- *         division-free reductions); general log1p (softmax's
- *         log1p(s)) corrects the rounding of 1 + x by (x - (u - 1)) / u
+ *         on [0, 1] down to -100 and log(1 - p) (BCE on probabilities,
+ *         which clamps at -100; exact, division-free reductions); general
+ *         log1p (softmax's log1p(s)) corrects the rounding of 1 + x by
+ *         (x - (u - 1)) / u
  *         (D. Goldberg, "What every computer scientist should know about
  *         floating-point arithmetic", 1991).
  *   num / (1 + e) with one rounding (sigmoid).
@@ -103,32 +104,38 @@ static inline double bf_log_reduced_f64(double f)
     return f - (hfsq - s * (hfsq + R));
 }
 
-/* Split positive finite u into k and f = m - 1, u = (1 + f) * 2^k.  The bit
- * pattern is shifted so that the exponent field changes exactly at sqrt(2);
- * k comes back as a float (2^p + field - 2^p - bias: no int->float
- * conversion, which AVX2 lacks for 64-bit lanes).  Subnormal u is scaled
- * first. */
-static inline float bf_log_split_f32(float u, float *k)
+/* Split normal positive finite u into k and f = m - 1, u = (1 + f) * 2^k,
+ * after a scaling of u by 2^-s (s is folded into the exponent bias).  The
+ * bit pattern is shifted so that the exponent field changes exactly at
+ * sqrt(2); k comes back as a float (2^p + field - 2^p - bias: no int->float
+ * conversion, which AVX2 lacks for 64-bit lanes). */
+static inline float bf_log_split_scaled_f32(float u, float s, float *k)
 {
     const uint32_t sqrt_half = 0x3f3504f3u;
-    int tiny = u < 1.17549435e-38f;
-    u = tiny ? u * 8388608.0f : u;                       /* 2^23 */
     uint32_t ix = bf_bits_f32(u) + (0x3f800000u - sqrt_half);
-    float e = bf_from_bits_f32((ix >> 23) | 0x4b000000u) - (8388608.0f + 127.0f);
-    *k = tiny ? e - 23.0f : e;
+    *k = bf_from_bits_f32((ix >> 23) | 0x4b000000u) - (8388608.0f + 127.0f + s);
     return bf_from_bits_f32((ix & 0x007fffffu) + sqrt_half) - 1.0f;
+}
+
+static inline double bf_log_split_scaled_f64(double u, double s, double *k)
+{
+    const uint64_t sqrt_half = 0x3fe6a09e667f3bcdull;
+    uint64_t ix = bf_bits_f64(u) + (0x3ff0000000000000ull - sqrt_half);
+    *k = bf_from_bits_f64((ix >> 52) | 0x4330000000000000ull) - (4503599627370496.0 + 1023.0 + s);
+    return bf_from_bits_f64((ix & 0x000fffffffffffffull) + sqrt_half) - 1.0;
+}
+
+/* The same for any positive finite u: a subnormal u is scaled first. */
+static inline float bf_log_split_f32(float u, float *k)
+{
+    int tiny = u < 1.17549435e-38f;
+    return bf_log_split_scaled_f32(tiny ? u * 8388608.0f : u, tiny ? 23.0f : 0.0f, k);
 }
 
 static inline double bf_log_split_f64(double u, double *k)
 {
-    const uint64_t sqrt_half = 0x3fe6a09e667f3bcdull;
     int tiny = u < 2.2250738585072014e-308;
-    u = tiny ? u * 4503599627370496.0 : u;               /* 2^52 */
-    uint64_t ix = bf_bits_f64(u) + (0x3ff0000000000000ull - sqrt_half);
-    double e = bf_from_bits_f64((ix >> 52) | 0x4330000000000000ull)
-               - (4503599627370496.0 + 1023.0);
-    *k = tiny ? e - 52.0 : e;
-    return bf_from_bits_f64((ix & 0x000fffffffffffffull) + sqrt_half) - 1.0;
+    return bf_log_split_scaled_f64(tiny ? u * 4503599627370496.0 : u, tiny ? 52.0 : 0.0, k);
 }
 
 /* IEEE special values of log1p, applied after the finite path. */
@@ -313,23 +320,28 @@ static inline double bf_ratio1p_f64(double num, double e)
     return q + (res - q * dl) * g;
 }
 
-/* log(z) for z in [0, 1] (or NaN): the general path without the specials
- * that cannot occur there (negative, +inf); log(0) = -inf is kept. */
+/* log(z) for z in (0, 1] (float64: [DBL_MIN, 1]); smaller z, 0 included,
+ * give a finite value below -100.  The only caller, BCE on probabilities,
+ * clamps the logarithm at -100, so nothing below counts.  In float32
+ * (log(FLT_MIN) = -87.3 does count) z 2^23 is exact and normal for every
+ * z > 0: one product instead of the general path's test for subnormals, and
+ * 0 gives -(127 + 23) ln 2 = -104.  In float64 (log(DBL_MIN) = -708) the
+ * unscaled split of any z below DBL_MIN has k = -1023 or -1022.  No select
+ * for log(0) = -inf either; |z| because -0 has the sign bit set.  Measured on
+ * Zen 4, hard-target BCE in cache: 14% faster in float32 and float64. */
 static inline float bf_log_unit_f32(float z)
 {
     float k;
-    float f = bf_log_split_f32(z, &k);
-    float y = k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
-    return z == 0.0f ? -__builtin_inff() : y;
+    float f = bf_log_split_scaled_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
+    return k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
 }
 
 static inline double bf_log_unit_f64(double z)
 {
     double k;
-    double f = bf_log_split_f64(z, &k);
-    double y = k * 6.93147180369123816490e-01
-               + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
-    return z == 0.0 ? -__builtin_inf() : y;
+    double f = bf_log_split_scaled_f64(__builtin_fabs(z), 0.0, &k);
+    return k * 6.93147180369123816490e-01
+           + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
 }
 
 /* log(1 - p) for p in [0, 1], without a division: s = fl(1 - p) and its

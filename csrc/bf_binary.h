@@ -220,31 +220,34 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
     *grad = gs * (weighted ? w * ratio : ratio);
 }
 
-/* One tile; returns nonzero if a probability is outside [0, 1] or NaN (read
- * before `l` is written, since `l` may be the input itself). */
-static inline int BF_FN(bce_tile)(const T *x, const T *y, const T *w, T gs, int hard,
-                                  int weighted, T *l, T *g, int64_t m)
+/* One tile (its inputs checked) */
+static inline void BF_FN(bce_tile)(const T *x, const T *y, const T *w, T gs, int hard,
+                                   int weighted, T *l, T *g, int64_t m)
 {
-    int bad = 0;
     T lv, gv;
     if (g == NULL) {
-#pragma omp simd private(lv, gv) reduction(| : bad)
+#pragma omp simd private(lv, gv)
         for (int64_t i = 0; i < m; i++) {
-            T xi = x[i];
-            bad |= !(xi >= 0 && xi <= 1);
-            BF_FN(bce_elem)(xi, y[i], w[i], gs, hard, weighted, &lv, &gv);
+            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, &lv, &gv);
             l[i] = lv;
         }
     } else {
-#pragma omp simd private(lv, gv) reduction(| : bad)
+#pragma omp simd private(lv, gv)
         for (int64_t i = 0; i < m; i++) {
-            T xi = x[i];
-            bad |= !(xi >= 0 && xi <= 1);
-            BF_FN(bce_elem)(xi, y[i], w[i], gs, hard, weighted, &lv, &gv);
+            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, &lv, &gv);
             l[i] = lv;
             g[i] = gv;
         }
     }
+}
+
+/* Nonzero if one of v[0..m) is outside [0, 1] or NaN */
+static inline int BF_FN(outside_unit)(const T *v, int64_t m)
+{
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (int64_t i = 0; i < m; i++)
+        bad |= !(v[i] >= 0 && v[i] <= 1);
     return bad;
 }
 
@@ -253,44 +256,56 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
     const bf_elementwise *p = (const bf_elementwise *)prob;
     const T *x = (const T *)p->x, *y = (const T *)p->y;
     T *out = (T *)p->out, *grad = (T *)p->grad;
-    const T gs = (T)p->grad_scale;
+    const T gs = (T)p->grad_scale, one = 1;
+    BF_UT one_bits;
+    memcpy(&one_bits, &one, sizeof one_bits);
     T wbuf[BF_TILE], tmp[BF_TILE];
     double acc[BF_LANES] = {0};
-    int bad = 0;
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
-        /* targets are checked before anything is written (out may be an
-         * input); a tile of 0/1 targets needs no range check */
-        int hard = 1, tbad = 0;
-#pragma omp simd reduction(& : hard)
-        for (int64_t i = 0; i < m; i++)
+        /* Inputs are checked before anything is written (out may be an
+         * input).  One pass finds whether the targets are all 0 or 1 (then
+         * they need no range check) and the largest bit pattern of the
+         * probabilities as an unsigned integer: every p in [+0, 1] lies at
+         * or below 1's, NaN or a negative p above it, as -0 does, which the
+         * exact check of such a tile lets pass.  (Two compares and their
+         * merge per vector in the loss loop cost 5% of the float32 loss and
+         * 14% of the float64 one on Zen 4.) */
+        int hard = 1;
+        BF_UT top = 0;
+#pragma omp simd reduction(& : hard) reduction(max : top)
+        for (int64_t i = 0; i < m; i++) {
+            BF_UT u;
+            memcpy(&u, &xt[i], sizeof u);
+            top = u > top ? u : top;
             hard &= (yt[i] == 0) | (yt[i] == 1);
-        if (!hard) {
-#pragma omp simd reduction(| : tbad)
-            for (int64_t i = 0; i < m; i++)
-                tbad |= !(yt[i] >= 0 && yt[i] <= 1);
-            if (tbad)
-                return BF_ERR_TARGET;
         }
+        if (top > one_bits && BF_FN(outside_unit)(xt, m))
+            return BF_ERR_DOMAIN;
+        if (!hard && BF_FN(outside_unit)(yt, m))
+            return BF_ERR_TARGET;
         if (p->w != NULL) {
             const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf);
-            bad |= hard ? BF_FN(bce_tile)(xt, yt, w, gs, 1, 1, l, g, m)
-                        : BF_FN(bce_tile)(xt, yt, w, gs, 0, 1, l, g, m);
-        } else {
+            if (hard)
+                BF_FN(bce_tile)(xt, yt, w, gs, 1, 1, l, g, m);
+            else
+                BF_FN(bce_tile)(xt, yt, w, gs, 0, 1, l, g, m);
+        } else if (hard) {
             /* the unweighted element never reads w; x stands in */
-            bad |= hard ? BF_FN(bce_tile)(xt, yt, xt, gs, 1, 0, l, g, m)
-                        : BF_FN(bce_tile)(xt, yt, xt, gs, 0, 0, l, g, m);
+            BF_FN(bce_tile)(xt, yt, xt, gs, 1, 0, l, g, m);
+        } else {
+            BF_FN(bce_tile)(xt, yt, xt, gs, 0, 0, l, g, m);
         }
         if (partial != NULL)
             BF_LANES_ADD(acc, l, m);
     }
     if (partial != NULL)
         partial[0] += bf_lanes_total(acc);
-    return bad ? BF_ERR_DOMAIN : BF_OK;
+    return BF_OK;
 }
 
 #undef BF_SIDE

@@ -37,17 +37,21 @@ static inline double bf_lanes_total(const double *a)
 }
 
 #define T float
+#define BF_UT uint32_t         /* T's bits as an unsigned integer */
 #define BF_FN(name) name##_f32
 #include "bf_binary.h"
 #include "bf_softmax.h"
 #undef T
+#undef BF_UT
 #undef BF_FN
 
 #define T double
+#define BF_UT uint64_t
 #define BF_FN(name) name##_f64
 #include "bf_binary.h"
 #include "bf_softmax.h"
 #undef T
+#undef BF_UT
 #undef BF_FN
 
 #define BF_PAIR(name) { name##_f32, name##_f64 }

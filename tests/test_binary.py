@@ -563,6 +563,19 @@ def test_bce_accepts_the_closed_interval():
                  [100.0, 100.0, 100.0, np.log(2)], np.float64)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_bce_in_place_checks_the_probabilities_before_writing(dtype):
+    """-0 passes the kernel's fast range test only through the exact check
+    of its tile, which must read the probabilities, not losses written over
+    them (out is the input here; a loss of 100 is outside [0, 1])."""
+    p = np.tile(np.array([-0.0, 0.0, 1.0, 0.25], dtype), 100)
+    y = np.tile(np.array([1.0, 1.0, 0.0, 0.0], dtype), 100)
+    want = reference("bce", p, y, None)
+    got = bce_fast.binary_cross_entropy(p, y, reduction="none", out=p)
+    assert got is p
+    assert_close(p, want, dtype)
+
+
 @pytest.mark.parametrize("reduction", ["avg", "MEAN", "", None, 1])
 @pytest.mark.parametrize("fn", LOSSES)
 def test_bad_reduction_message(fn, reduction):

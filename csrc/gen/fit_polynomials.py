@@ -3,6 +3,10 @@
   log1p on [0, 1]:  log1p(e) = e - e^2 R(e), R(e) = (e - log1p(e)) / e^2,
                     R a polynomial in u = e - 1/2 of degree 9 (float32),
                     fitted for relative error of R.
+  log, float32:     log(1 + f) = f - f^2/2 + f^3 P(f) on f in
+                    [sqrt(1/2) - 1, sqrt(2) - 1], P of degree 7, fitted for
+                    relative error of log(1 + f) (Cephes' logf uses degree 8
+                    for the same worst case in float32).
   log, float64:     log(1 + f) = 2 atanh(s), s = f / (2 + f), with the
                     correction R(z) = z Q(z), z = s^2, R = 2 atanh(s)/s - 2;
                     Q of degree 7 on z in [0, 1/25] (|s| <= 1/5), fitted
@@ -60,6 +64,13 @@ def fit_log_q(deg):
     return lawson(z, q, [1 / x for x in q], deg)
 
 
+def fit_log_f32(deg):
+    lo, hi = mp.sqrt(0.5) - 1, mp.sqrt(2) - 1
+    f = [(lo + hi) / 2 + v for v in chebyshev((hi - lo) / 2, 15 * deg)]
+    p = [(mp.log1p(v) - v + v**2 / 2) / v**3 for v in f]
+    return lawson(f, p, [abs(v**3 / mp.log1p(v)) for v in f], deg)
+
+
 def fit_exp(deg):
     x = chebyshev(mp.log(2) / 2, 15 * deg)
     p = [(mp.exp(v) - 1 - v) / v**2 for v in x]
@@ -86,6 +97,23 @@ def check_log1p_f32(c):
     return (np.abs(got - exact) / ulp).max()
 
 
+def check_log_f32(c):
+    """Worst ULP error of the float32 evaluation of log(1 + f) on the reduced
+    interval, against float64."""
+    def fma32(a, b, d):
+        return (a.astype(np.float64) * b + d).astype(np.float32)
+    c32 = np.array([float(v) for v in c], np.float32)
+    f = np.linspace(np.sqrt(0.5) - 1, np.sqrt(2) - 1, 4_000_001).astype(np.float32)
+    z = f * f
+    p = np.full_like(f, c32[-1])
+    for k in range(len(c32) - 2, -1, -1):
+        p = fma32(p, f, c32[k])
+    got = (f + fma32(p * f, z, -(np.float32(0.5) * z))).astype(np.float64)
+    exact = np.log1p(f.astype(np.float64))
+    ulp = np.spacing(np.maximum(np.abs(exact), 1e-45).astype(np.float32)).astype(np.float64)
+    return (np.abs(got - exact) / ulp).max()
+
+
 def show(title, c, fmt):
     print(title)
     for k in range(len(c) - 1, -1, -1):
@@ -97,6 +125,10 @@ if __name__ == "__main__":
     c32 = [np.float32(float(v)) for v in c]
     show(f"log1p R, float32, degree 9: relative error {float(err):.2e}, "
          f"float32 log1p within {check_log1p_f32(c):.2f} ULP", c32, lambda v: f"{v:.10e}f")
+    c, err = fit_log_f32(7)
+    show(f"log P, float32, degree 7: relative error {float(err):.2e}, "
+         f"float32 log(1 + f) within {check_log_f32(c):.2f} ULP",
+         [np.float32(float(v)) for v in c], lambda v: f"{v:.10e}f")
     c, err = fit_log_q(7)
     show(f"log Q, float64, degree 7: relative error {float(err):.2e}", c,
          lambda v: mp.nstr(v, 20))

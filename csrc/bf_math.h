@@ -19,8 +19,8 @@
  *         Variants: log1p on [0, 1] (softplus: in float32 one
  *         polynomial, no reduction; in float64 one exact halving), log
  *         on [0, 1] down to -100 and log(1 - p) (BCE on probabilities,
- *         which clamps at -100; exact, division-free reductions); general
- *         log1p (softmax's log1p(s)) corrects the rounding of 1 + x by
+ *         which clamps at -100; exact, division-free reductions); log1p
+ *         of x >= 0 (softmax's log1p(s)) corrects the rounding of 1 + x by
  *         (x - (u - 1)) / u
  *         (D. Goldberg, "What every computer scientist should know about
  *         floating-point arithmetic", 1991).
@@ -106,12 +106,12 @@ static inline double bf_log_reduced_f64(double f)
     return f - (hfsq - s * (hfsq + R));
 }
 
-/* Split normal positive finite u into k and f = m - 1, u = (1 + f) * 2^k,
- * after a scaling of u by 2^-s (s is folded into the exponent bias).  The
- * bit pattern is shifted so that the exponent field changes exactly at
- * sqrt(2); k comes back as a float (2^p + field - 2^p - bias: no int->float
- * conversion, which AVX2 lacks for 64-bit lanes). */
-static inline float bf_log_split_scaled_f32(float u, float s, float *k)
+/* Split u 2^-s, u normal, positive and finite, into k and f = m - 1,
+ * u 2^-s = (1 + f) 2^k (a caller scales a subnormal u up by 2^s; s joins
+ * the exponent bias).  The bit pattern is shifted so that the exponent field
+ * changes exactly at sqrt(2); k comes back as a float (2^p + field - 2^p -
+ * bias: no int->float conversion, which AVX2 lacks for 64-bit lanes). */
+static inline float bf_log_split_f32(float u, float s, float *k)
 {
     const uint32_t sqrt_half = 0x3f3504f3u;
     uint32_t ix = bf_bits_f32(u) + (0x3f800000u - sqrt_half);
@@ -119,7 +119,7 @@ static inline float bf_log_split_scaled_f32(float u, float s, float *k)
     return bf_from_bits_f32((ix & 0x007fffffu) + sqrt_half) - 1.0f;
 }
 
-static inline double bf_log_split_scaled_f64(double u, double s, double *k)
+static inline double bf_log_split_f64(double u, double s, double *k)
 {
     const uint64_t sqrt_half = 0x3fe6a09e667f3bcdull;
     uint64_t ix = bf_bits_f64(u) + (0x3ff0000000000000ull - sqrt_half);
@@ -127,51 +127,29 @@ static inline double bf_log_split_scaled_f64(double u, double s, double *k)
     return bf_from_bits_f64((ix & 0x000fffffffffffffull) + sqrt_half) - 1.0;
 }
 
-/* The same for any positive finite u: a subnormal u is scaled first. */
-static inline float bf_log_split_f32(float u, float *k)
-{
-    int tiny = u < 1.17549435e-38f;
-    return bf_log_split_scaled_f32(tiny ? u * 8388608.0f : u, tiny ? 23.0f : 0.0f, k);
-}
-
-static inline double bf_log_split_f64(double u, double *k)
-{
-    int tiny = u < 2.2250738585072014e-308;
-    return bf_log_split_scaled_f64(tiny ? u * 4503599627370496.0 : u, tiny ? 52.0 : 0.0, k);
-}
-
-/* IEEE special values of log1p, applied after the finite path. */
-#define BF_LOG_SPECIALS(u, y, inf)                                            \
-    do {                                                                      \
-        (y) = (u) < 0 ? (inf) - (inf) : (y);                                 \
-        (y) = (u) == 0 ? -(inf) : (y);                                       \
-        (y) = (u) == (inf) ? (inf) : (y);                                    \
-        (y) = (u) != (u) ? (u) : (y);                                        \
-    } while (0)
-
-/* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x): softmax's
- * log1p(s) of its row sums s >= 0.  The float32 variant (for x >= 0 or NaN)
- * serves the per-position log1p of the float32 N-d kernels, where it is the
- * largest single cost at few classes (four times the float64 one per
- * element; it adds at most an ULP of L to results that keep 4 + |x - m|). */
-static inline double bf_log1p_f64(double x)
+/* log1p(x) = log(u) + (x - (u - 1)) / u with u = fl(1 + x), for x >= 0,
+ * +inf or NaN: softmax's log1p(s) of its row sums s >= 0 (float64), and the
+ * per-position log1p of the float32 N-d kernels, where it is the largest
+ * single cost at few classes (four times the float64 one per element; it
+ * adds at most an ULP of L to results that keep 4 + |x - m|).  u >= 1 is
+ * never subnormal, so the split needs no scaling. */
+static inline double bf_log1p_pos_f64(double x)
 {
     double u = 1.0 + x;
     double k;
-    double f = bf_log_split_f64(u, &k);
+    double f = bf_log_split_f64(u, 0.0, &k);
     double c = (x - (u - 1.0)) / u;
     double y = k * 6.93147180369123816490e-01
                + (bf_log_reduced_f64(f) + (c + k * 1.90821492927058770002e-10));
-    double v = x + 1.0;
-    BF_LOG_SPECIALS(v, y, __builtin_inf());
-    return y;
+    y = u == __builtin_inf() ? u : y;
+    return x != x ? x : y;
 }
 
 static inline float bf_log1p_pos_f32(float x)
 {
     float u = 1.0f + x;
     float k;
-    float f = bf_log_split_f32(u, &k);
+    float f = bf_log_split_f32(u, 0.0f, &k);
     float c = (x - (u - 1.0f)) / u;
     float y = k * 0.693359375f + (bf_log_reduced_f32(f) + (c + k * -2.12194440e-4f));
     y = u == __builtin_inff() ? u : y;
@@ -334,14 +312,14 @@ static inline double bf_ratio1p_f64(double num, double e)
 static inline float bf_log_unit_f32(float z)
 {
     float k;
-    float f = bf_log_split_scaled_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
+    float f = bf_log_split_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
     return k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
 }
 
 static inline double bf_log_unit_f64(double z)
 {
     double k;
-    double f = bf_log_split_scaled_f64(__builtin_fabs(z), 0.0, &k);
+    double f = bf_log_split_f64(__builtin_fabs(z), 0.0, &k);
     return k * 6.93147180369123816490e-01
            + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
 }
@@ -372,7 +350,7 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)
 #define bf_log_unit(x) _Generic((x), float: bf_log_unit_f32, double: bf_log_unit_f64)(x)
-#define bf_log1p_pos(x) _Generic((x), float: bf_log1p_pos_f32, double: bf_log1p_f64)(x)
+#define bf_log1p_pos(x) _Generic((x), float: bf_log1p_pos_f32, double: bf_log1p_pos_f64)(x)
 #define bf_log1m_split(x, c) \
     _Generic((x), float: bf_log1m_split_f32, double: bf_log1m_split_f64)(x, c)
 

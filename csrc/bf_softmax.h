@@ -404,11 +404,11 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
          * gradient, which may group fewer rows, equals the loss without;
          * a test checks it). */
         if (kind != BF_SM_SOFTMAX && G == 1) {
-            Lv[0] = bf_log1p_f64(sv[0]);
+            Lv[0] = bf_log1p_pos_f64(sv[0]);
         } else if (kind != BF_SM_SOFTMAX) {
 #pragma omp simd
             for (int k = 0; k < BF_SM_GROUP; k++)
-                Lv[k] = bf_log1p_f64(sv[k]);
+                Lv[k] = bf_log1p_pos_f64(sv[k]);
         }
 
         for (int64_t k = 0; k < ng; k++) {
@@ -1028,7 +1028,7 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
             wb += g[4];
         }
         double s = m == __builtin_inf() ? __builtin_nan("") : S + (cnt - 1.0);
-        double L = bf_log1p_f64(s), l = 0.0;
+        double L = bf_log1p_pos_f64(s), l = 0.0;
         int valid = 1;
         if (kind == BF_SM_CE) {
             int64_t t = p->target[r];

@@ -32,19 +32,24 @@
 
 /* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
  * the array itself where it is laid out like the input (so = row, si = 1),
- * else assembled in buf one row segment at a time -- a row reads either a
- * run of the array (si = 1: a per-class vector, so = 0) or one value
- * (si = 0: a per-row or a single weight).  NULL reads as 1. */
+ * else assembled in buf (BF_TILE long) one row segment at a time -- a row
+ * reads either a run of the array (si = 1: a per-class vector, so = 0) or
+ * one value (si = 0: a per-row or a single weight).  NULL reads as 1.  A
+ * single value fills buf once per chunk (*filled): refilled for every tile,
+ * it cost a fifth of a call with a scalar pos_weight. */
 static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si, int64_t row,
-                               int64_t off, int64_t m, T *buf)
+                               int64_t off, int64_t m, T *buf, int *filled)
 {
     const T *s = (const T *)base;
     if (s != NULL && si != 0 && so == row)
         return s + off;
     if (s == NULL || (so == 0 && si == 0)) {
-        T v = s != NULL ? s[0] : (T)1;
-        for (int64_t j = 0; j < m; j++)
-            buf[j] = v;
+        if (!*filled) {
+            T v = s != NULL ? s[0] : (T)1;
+            for (int64_t j = 0; j < BF_TILE; j++)
+                buf[j] = v;
+            *filled = 1;
+        }
         return buf;
     }
     int64_t r = off / row, c = off % row;
@@ -166,6 +171,7 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
     const T gs = (T)p->grad_scale;
     const int weighted = p->w != NULL || p->pw != NULL;
     T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE];
+    int wfilled = 0, pwfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
@@ -173,8 +179,8 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL, *h = hess != NULL ? hess + off : NULL;
         if (weighted) {
-            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf);
-            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf);
+            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
+            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf, &pwfilled);
             BF_FN(bce_logits_tile)(x + off, y + off, w, pw, gs, 1, l, g, h, m);
         } else {
             /* the unweighted element never reads w or pw; x stands in */
@@ -260,6 +266,7 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
     BF_UT one_bits;
     memcpy(&one_bits, &one, sizeof one_bits);
     T wbuf[BF_TILE], tmp[BF_TILE];
+    int wfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
@@ -289,7 +296,7 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
         if (!hard && BF_FN(outside_unit)(yt, m))
             return BF_ERR_TARGET;
         if (p->w != NULL) {
-            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf);
+            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
             if (hard)
                 BF_FN(bce_tile)(xt, yt, w, gs, 1, 1, l, g, m);
             else

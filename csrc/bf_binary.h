@@ -9,7 +9,7 @@
  * rows do not mean short vector loops), gathers broadcast side arrays for the
  * tile into a buffer, computes it with a `#pragma omp simd` loop over inline
  * element functions, and adds the tile's losses into 16 double lanes in a
- * fixed order.
+ * fixed order (tile_lanes_add).
  *
  * Formulas (one per quantity, shared by loss and gradient):
  *   e = exp(-|x|),  L = log1p(e)
@@ -72,6 +72,30 @@ static inline const T *BF_SIDE(const void *base, int64_t so, int64_t si, int64_t
 static inline int64_t BF_FN(tile_len)(int64_t off, int64_t hi)
 {
     return hi - off < BF_TILE ? hi - off : BF_TILE;
+}
+
+/* acc[j] += the elements of v[0..n) at j mod BF_LANES (as BF_LANES_ADD); a
+ * full tile is first summed in T by a fixed pairwise tree down to BF_LANES
+ * values (in float32 at most four roundings on a lane).  Converting every
+ * float32 loss to double on its way into acc cost 9% of BCE-with-logits on
+ * Zen 4. */
+static inline void BF_FN(tile_lanes_add)(double *acc, const T *v, int64_t n)
+{
+    if (n != BF_TILE) {
+        BF_LANES_ADD(acc, v, n);
+        return;
+    }
+    T t[BF_TILE / 2];
+    for (int64_t i = 0; i < BF_TILE / 2; i++)
+        t[i] = v[i] + v[i + BF_TILE / 2];
+    for (int64_t i = 0; i < BF_TILE / 4; i++)
+        t[i] = t[i] + t[i + BF_TILE / 4];
+    for (int64_t i = 0; i < BF_TILE / 8; i++)
+        t[i] = t[i] + t[i + BF_TILE / 8];
+    for (int64_t i = 0; i < BF_TILE / 16; i++)
+        t[i] = t[i] + t[i + BF_TILE / 16];
+    for (int j = 0; j < BF_LANES; j++)
+        acc[j] += (double)t[j];
 }
 
 /* ---------------------------------------------------------------- sigmoid */
@@ -187,7 +211,7 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
             BF_FN(bce_logits_tile)(x + off, y + off, x + off, x + off, gs, 0, l, g, h, m);
         }
         if (partial != NULL)
-            BF_LANES_ADD(acc, l, m);
+            BF_FN(tile_lanes_add)(acc, l, m);
     }
     if (partial != NULL)
         partial[0] += bf_lanes_total(acc);
@@ -308,7 +332,7 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
             BF_FN(bce_tile)(xt, yt, xt, gs, 0, 0, l, g, m);
         }
         if (partial != NULL)
-            BF_LANES_ADD(acc, l, m);
+            BF_FN(tile_lanes_add)(acc, l, m);
     }
     if (partial != NULL)
         partial[0] += bf_lanes_total(acc);

@@ -10,14 +10,14 @@
  * from the thread count):
  *   rows  (inner == 1, more classes than small takes): one position at a
  *         time, vectorized over its C contiguous classes, in tiles of
- *         BF_TILE.
+ *         BF_TILE; short rows (BF_SM_FLAT) a group at a time, as one
+ *         contiguous run (sm_flat_sweep).
  *   inner (inner > 1): a block of up to BF_TILE neighbouring positions at a
  *         time, vectorized across them, looping over the classes (stride
  *         inner) -- sm_block.
- *   small (inner == 1, C <= BF_SM_SMALL_C, or up to BF_SM_SMALL_LOSS_C32 /
- *         _C64 classes for cross-entropy without a gradient): tiles of rows
- *         transposed into a (C, rows) buffer and run through sm_block, since
- *         per-row overhead would dominate.
+ *   small (inner == 1, few classes: the thresholds in bf_kernels.h): tiles
+ *         of rows transposed into a (C, rows) buffer and run through
+ *         sm_block, since per-row overhead would dominate.
  *   split (inner == 1, few rows of many classes): per class block partials
  *         combined per row, so that threads share a row.
  *
@@ -69,7 +69,7 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 
 /* Sum of double v[0..n), n <= BF_TILE, in BF_LANES lanes and a fixed tree:
  * no chain of dependent additions through the whole block. */
-static inline double bf_sm_dsum(const double *v, int64_t n)
+BF_ALWAYS_INLINE double bf_sm_dsum(const double *v, int64_t n)
 {
     double acc[BF_LANES] = {0};
     BF_LANES_ADD(acc, v, n);
@@ -106,12 +106,26 @@ static inline T BF_SM_MAX(const T *x, int64_t n)
     return m;
 }
 
-/* Sum of v[0..n), n <= BF_TILE, in a fixed order: 16 lanes of T, then a fixed
- * tree in double. */
-static inline double BF_SM_TSUM(const T *v, int64_t n)
+/* Sum of v[0..n), n <= BF_TILE, in a fixed order: 16 lanes of T, element i
+ * into lane i mod 16, then a fixed tree in double.  v must be readable up to
+ * n rounded up to 16 (every caller's buffer is): a partial last vector is
+ * read whole and its excess selected away, not run through a scalar
+ * remainder loop.  Lanes start at +0 and gain +0 from the excess: the same
+ * bits as without it. */
+BF_ALWAYS_INLINE double BF_SM_TSUM(const T *v, int64_t n)
 {
     T acc[BF_LANES] = {0};
-    BF_LANES_ADD(acc, v, n);
+    int64_t i0 = 0;
+    for (; i0 + BF_LANES <= n; i0 += BF_LANES)
+        for (int j = 0; j < BF_LANES; j++)
+            acc[j] += v[i0 + j];
+    if (i0 < n) {
+        const int64_t rem = n - i0;
+        for (int j = 0; j < BF_LANES; j++) {
+            T vj = v[i0 + j];
+            acc[j] += j < rem ? vj : (T)0;
+        }
+    }
     double d[BF_LANES];
     for (int j = 0; j < BF_LANES; j++)
         d[j] = (double)acc[j];
@@ -303,6 +317,84 @@ static double BF_FN(sm_max_sums)(const T *x, int64_t C, T *mp, const T *next)
     return *mp == (T)__builtin_inf() ? (double)__builtin_nan("") : S;
 }
 
+/*
+ * Sweeps of a group of ng short rows (C sizeof(T) <= BF_SM_FLAT_BYTES), which
+ * lie back to back in memory: each row's max, then the exps of the whole
+ * group as one vector loop against the maxima spread out per element, then
+ * each row's sum.  Taken a row at a time, a short row pays a loop's start
+ * and remainder in every sweep; here only the max and the sum are per row.
+ * The sums are those of the row kernel bit for bit (each row's e_c in 16
+ * lanes of T in class order, then the same tree in double), so a row's
+ * result does not depend on how rows were grouped.  e_c is stored into dst
+ * unless NULL.  The count of maxima is 1 in every row of a group whose
+ * total count is ng and whose maxima are all finite or +inf (a row of -inf
+ * and NaN alone may count none): only otherwise are rows counted one by
+ * one.  The next nnext rows are prefetched, as in sm_seg_sums.
+ */
+__attribute__((noinline)) static void BF_FN(sm_flat_sweep)(const T *xg, int64_t C, int64_t ng, int64_t nnext, T *dst,
+                                 T *mv, double *sv)
+{
+    T mexp[BF_SM_GROUP * BF_SM_FLAT_BYTES / sizeof(T)];
+    T te[BF_SM_GROUP * BF_SM_FLAT_BYTES / sizeof(T) + BF_LANES];
+    const int64_t ne = ng * C;
+    for (int64_t k = 0; k < ng; k++) {
+        T mk = BF_SM_MAX(xg + k * C, C);
+        mv[k] = mk;
+        for (int64_t i = 0; i < C; i++)
+            mexp[k * C + i] = mk;
+    }
+    for (int64_t j = 0; j < nnext * C; j += 64 / (int64_t)sizeof(T))
+        __builtin_prefetch(xg + ne + j);
+    T qtot = 0;                         /* exact: ne <= 2^24 */
+    if (dst != NULL) {
+#pragma omp simd reduction(+ : qtot)
+        for (int64_t i = 0; i < ne; i++) {
+            T e = bf_exp_neg(xg[i] - mexp[i]);
+            int eq = xg[i] == mexp[i];
+            qtot += eq ? (T)1 : (T)0;
+            te[i] = eq ? (T)0 : e;
+            dst[i] = e;
+        }
+    } else {
+#pragma omp simd reduction(+ : qtot)
+        for (int64_t i = 0; i < ne; i++) {
+            T e = bf_exp_neg(xg[i] - mexp[i]);
+            int eq = xg[i] == mexp[i];
+            qtot += eq ? (T)1 : (T)0;
+            te[i] = eq ? (T)0 : e;
+        }
+    }
+    for (int j = 0; j < BF_LANES; j++)  /* read past the last row by BF_SM_TSUM */
+        te[ne + j] = 0;
+    int ties = qtot != (T)ng;
+    for (int64_t k = 0; k < ng; k++)
+        ties |= mv[k] == -(T)__builtin_inf();
+    for (int64_t k = 0; k < ng; k++) {
+        int64_t cnt = 1;
+        if (ties) {
+            cnt = 0;
+            for (int64_t i = 0; i < C; i++)
+                cnt += xg[k * C + i] == mv[k];
+        }
+        double s = BF_SM_TSUM(te + k * C, C) + (double)(cnt - 1);
+        sv[k] = mv[k] == (T)__builtin_inf() ? (double)__builtin_nan("") : s;
+    }
+}
+
+/* Softmax's writes for a group of sm_flat_sweep: e_c / (1 + s) as one loop. */
+__attribute__((noinline)) static void BF_FN(sm_flat_scale)(T *og, int64_t C, int64_t ng, const double *sv)
+{
+    T f[BF_SM_GROUP * BF_SM_FLAT_BYTES / sizeof(T)];
+    for (int64_t k = 0; k < ng; k++) {
+        T rinv = (T)(1.0 / (1.0 + sv[k]));
+        for (int64_t i = 0; i < C; i++)
+            f[k * C + i] = rinv;
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < ng * C; i++)
+        og[i] = og[i] * f[i];
+}
+
 /* --------------------------------------------------- rows (inner == 1) */
 
 static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -357,6 +449,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     const int64_t rowb = C * (int64_t)sizeof(T);
     const int64_t G = loss_only || rowb * BF_SM_GROUP <= BF_SM_GROUP_BYTES ? BF_SM_GROUP
                       : rowb < BF_SM_GROUP_BYTES ? BF_SM_GROUP_BYTES / rowb : 1;
+    const int flat = BF_SM_FLAT(C, kind, smooth);
     for (int64_t g0 = lo; g0 < hi; g0 += G) {
         const int64_t ng = hi - g0 < G ? hi - g0 : G;
         double sv[BF_SM_GROUP], av[BF_SM_GROUP], bv[BF_SM_GROUP], Lv[BF_SM_GROUP];
@@ -366,7 +459,12 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             sv[k] = av[k] = bv[k] = 0.0;
             mv[k] = 0;
         }
-        for (int64_t k = 0; k < ng; k++) {
+        if (flat)
+            BF_FN(sm_flat_sweep)(x + g0 * C, C, ng, hi - g0 - ng < G ? hi - g0 - ng : G,
+                                 kind == BF_SM_SOFTMAX ? out + g0 * C
+                                 : p->grad != NULL ? (T *)p->grad + g0 * C : NULL,
+                                 mv, sv);
+        for (int64_t k = 0; !flat && k < ng; k++) {
             const int64_t r = g0 + k;
             const T *xr = x + r * C;
             const T *next = r + 1 < hi ? xr + C : NULL;
@@ -388,10 +486,13 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                     /* nothing to sweep: the writes below handle the row */
                 } else if (gr == NULL && !smooth) {
                     sv[k] = BF_FN(sm_max_sums)(xr, C, &mv[k], next);
-                } else {
+                } else if (smooth) {
                     mv[k] = BF_SM_MAX(xr, C);
-                    sv[k] = BF_SM_ROW_SUMS(xr, C, mv[k], gr,
-                                           smooth ? BF_SM_SUMS_SMOOTH : BF_SM_SUMS_PLAIN, w,
+                    sv[k] = BF_SM_ROW_SUMS(xr, C, mv[k], gr, BF_SM_SUMS_SMOOTH, w,
+                                           NULL, 0, 0, &av[k], &b, next);
+                } else {            /* a constant mode: gcc specializes the sweep */
+                    mv[k] = BF_SM_MAX(xr, C);
+                    sv[k] = BF_SM_ROW_SUMS(xr, C, mv[k], gr, BF_SM_SUMS_PLAIN, NULL,
                                            NULL, 0, 0, &av[k], &b, next);
                 }
             }
@@ -411,6 +512,10 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                 Lv[k] = bf_log1p_pos_f64(sv[k]);
         }
 
+        if (flat && kind == BF_SM_SOFTMAX) {
+            BF_FN(sm_flat_scale)(out + g0 * C, C, ng, sv);
+            continue;
+        }
         for (int64_t k = 0; k < ng; k++) {
             const int64_t r = g0 + k;
             const T *xr = x + r * C;

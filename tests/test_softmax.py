@@ -736,3 +736,55 @@ def test_differential_fuzz_against_reference():
             assert abs(float(got) - float(want)) <= 4 * tol * abs(float(want)) + 1e-30
 
     check()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("C", [16, 33, 50, 100])
+def test_short_rows_do_not_depend_on_their_neighbours(dtype, C, rng):
+    """Rows of at most 400 bytes are swept a group of up to eight at a time
+    (sm_flat_sweep in bf_softmax.h), and the maxima are counted row by row
+    only when the group's total count says some row may have other than
+    one.  A row's results must equal those of the row alone, bit for bit,
+    whatever its neighbours (tied maxima, rows of -inf or NaN, +inf), and
+    the finite rows must match float64 NumPy."""
+    x = logits((24, C), dtype, rng)
+    x[1, [3, 7]] = x[1].max() + 1                        # two tied maxima
+    x[2] = -np.inf
+    x[3] = np.nan                                        # no element is its max
+    x[4, 5] = np.inf
+    x[9] = 2.0                                           # all tied
+    x[10, [0, C - 1]] = 50.0                             # confident, tied at both ends
+    x[12, 2] = np.nan
+    x[17] = np.nan                                       # counts none, and beside it
+    x[18, [1, 4]] = x[18].max() + 1                      # two: a total of one a row
+    t = rng.integers(0, C, 24)
+    calls = {
+        "softmax": lambda a, tt: [bce_fast.softmax(a)],
+        "log_softmax": lambda a, tt: [bce_fast.log_softmax(a)],
+        "cross_entropy": lambda a, tt: [bce_fast.cross_entropy(a, tt, reduction="none")],
+        "cross_entropy_and_grad":
+            lambda a, tt: list(bce_fast.cross_entropy_and_grad(a, tt, reduction="none")),
+        "softmax_grad_hess": lambda a, tt: list(bce_fast.softmax_grad_hess(a, tt)),
+    }
+    xd = x.astype(np.float64)
+    finite = np.isfinite(xd).all(axis=1)
+    with np.errstate(invalid="ignore"):                  # the non-finite rows
+        m = xd.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(xd - m).sum(axis=1))
+        p = np.exp(xd - lse[:, None])
+    onehot = np.eye(C)[t]
+    want = {"softmax": [p], "log_softmax": [xd - lse[:, None]],
+            "cross_entropy": [lse - xd[np.arange(24), t]],
+            "cross_entropy_and_grad": [lse - xd[np.arange(24), t], p - onehot],
+            "softmax_grad_hess": [p - onehot, p * (1 - p)]}
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for name, fn in calls.items():
+        batch = fn(x, t)
+        for r in range(24):
+            alone = fn(x[r:r + 1], t[r:r + 1])
+            for got, one in zip(batch, alone):
+                np.testing.assert_array_equal(got[r], one[0], err_msg=f"{name} row {r}")
+        for got, exact in zip(batch, want[name]):
+            np.testing.assert_allclose(got[finite], exact[finite], rtol=tol, atol=tol,
+                                       err_msg=name)
+        assert np.isnan(batch[0][[2, 3, 4, 12, 17]]).all(), name

@@ -62,37 +62,37 @@ enum {
     BF_SM_NLL = 4,              /* NLL on log-probabilities */
 };
 
-/* Which kernel takes rows (inner == 1) of few classes.  Column-wise (the
- * small kernel: tiles of rows transposed, vectorized across rows) is the
- * fastest for the fewest classes, but a map or gradient has to be
- * transposed back.  Softmax, log-softmax and cross-entropy with class
- * indices and no smoothing take rows of at most BF_SM_FLAT_BYTES through the
- * row kernel's flat sweeps (BF_SM_FLAT, sm_flat_sweep) from 16 classes on;
- * log-softmax in float32 writes its map from x, not transposed, and stays
- * column-wise up to 32 classes, and so do their losses without a gradient
- * up to BF_SM_SMALL_FLAT_LOSS_C32 / _C64.  Other kinds stay column-wise up
- * to BF_SM_SMALL_C classes, losses without a gradient up to
- * BF_SM_SMALL_LOSS_C32 / _C64 (at 47-64 classes the row kernel's per-row
- * sweeps took 74-86 ns a row, the column-wise kernel 100-106).  Measured on
- * Zen 4, one thread, 2e6 elements, ns per element before (column-wise or
- * per-row sweeps) -> after (flat sweeps): float32 softmax 1.30 -> 1.10 at
- * 16 classes, 1.23 -> 0.75 at 32, 1.29 -> 0.82 at 40, 0.79 -> 0.61 at 64;
- * cross_entropy_and_grad 1.51 -> 0.98 at 32; log_softmax 1.33 -> 0.90 at
- * 40; float64 softmax 2.60 -> 1.48 at 16, 1.84 -> 1.42 at 40.  Rows of 128
- * float32 or 64 float64 classes measured 5-15% slower flat than swept a row
- * at a time; column-wise losses without a gradient, faster than flat up to
- * 32-36 classes in float32 (0.64 against 0.88 ns at 32), 24-31 in float64. */
+/* Which kernel takes rows (inner == 1) of few classes (bf_softmax_run).
+ * The column-wise small kernel (tiles of rows transposed, vectorized across
+ * rows) is the fastest for the fewest classes, but a map or gradient has to
+ * be transposed back.  Softmax, log-softmax and cross-entropy with class
+ * indices and no smoothing sweep rows of at most BF_SM_FLAT_BYTES a group at
+ * a time (BF_SM_FLAT, sm_flat_sweep in bf_softmax.h), and stay column-wise
+ * up to BF_SM_SMALL_FLAT_C classes only; log-softmax in float32, which
+ * writes its map from x rather than transposing it, up to _LSM_C32; their
+ * losses without a gradient up to _LOSS_C32 / _C64.  The other kinds stay
+ * column-wise up to BF_SM_SMALL_C classes, losses without a gradient up to
+ * BF_SM_SMALL_LOSS_C32 / _C64 (float64 at 47-64 classes: 74-86 ns a row
+ * taken one at a time, 100-106 column-wise).
+ * Measured on Zen 4, one thread, 2e6 elements, ns per element before
+ * (column-wise or a row at a time) -> flat: float32 softmax 1.30 -> 1.10 at
+ * 16 classes, 1.23 -> 0.75 at 32, 0.79 -> 0.61 at 64; log_softmax 1.33 ->
+ * 0.90 at 40; cross_entropy_and_grad 1.51 -> 0.98 at 32; float64 softmax
+ * 2.60 -> 1.48 at 16, 1.84 -> 1.42 at 40.  Flat was 5-15% slower at 128
+ * float32 / 64 float64 classes, hence 400 bytes; column-wise losses without
+ * a gradient stay faster up to 32-36 float32 classes (0.64 against 0.88 ns
+ * at 32) and 24-31 float64 ones. */
 #define BF_SM_FLAT_BYTES 400
-#define BF_SM_FLAT(C, kind, smooth) \
-    ((C) * (int64_t)sizeof(T) <= BF_SM_FLAT_BYTES && !(smooth) \
+#define BF_SM_FLAT(C, elsize, kind, smooth) \
+    ((C) * (int64_t)(elsize) <= BF_SM_FLAT_BYTES && !(smooth) \
      && ((kind) == BF_SM_SOFTMAX || (kind) == BF_SM_LOG_SOFTMAX || (kind) == BF_SM_CE))
-#define BF_SM_SMALL_C 32
-#define BF_SM_SMALL_LOSS_C32 64
-#define BF_SM_SMALL_LOSS_C64 40
 #define BF_SM_SMALL_FLAT_C 15
 #define BF_SM_SMALL_FLAT_LSM_C32 32
 #define BF_SM_SMALL_FLAT_LOSS_C32 39
 #define BF_SM_SMALL_FLAT_LOSS_C64 31
+#define BF_SM_SMALL_C 32
+#define BF_SM_SMALL_LOSS_C32 64
+#define BF_SM_SMALL_LOSS_C64 40
 /* Fewer than BF_SM_SPLIT_ROWS rows (inner == 1) of at least BF_SM_SPLIT_C
  * classes are also split over blocks of BF_SM_SPLIT_BLOCK classes, so that
  * threads share a long row; the caller provides bf_softmax_scratch(p)

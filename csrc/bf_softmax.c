@@ -14,14 +14,6 @@ static int bf_softmax_split(const bf_softmax *p)
            && p->kind != BF_SM_NLL && p->hess == NULL;
 }
 
-/* Whether the row kernel takes rows of p with its flat sweeps (BF_SM_FLAT). */
-#define T float
-static int bf_sm_flat_f32(const bf_softmax *p) { return BF_SM_FLAT(p->C, p->kind, p->eps != 0.0); }
-#undef T
-#define T double
-static int bf_sm_flat_f64(const bf_softmax *p) { return BF_SM_FLAT(p->C, p->kind, p->eps != 0.0); }
-#undef T
-
 int64_t bf_softmax_scratch(const bf_softmax *p)
 {
     if (!bf_softmax_split(p))
@@ -49,12 +41,13 @@ int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
     }
     int loss_only = (p->kind == BF_SM_CE || p->kind == BF_SM_CE_PROB) && p->grad == NULL;
     int f64 = dtype == BF_F64;
-    int flat = f64 ? bf_sm_flat_f64(p) : bf_sm_flat_f32(p);
-    int64_t small_c = !flat ? (loss_only ? (f64 ? BF_SM_SMALL_LOSS_C64 : BF_SM_SMALL_LOSS_C32)
-                                         : BF_SM_SMALL_C)
-                      : loss_only ? (f64 ? BF_SM_SMALL_FLAT_LOSS_C64 : BF_SM_SMALL_FLAT_LOSS_C32)
-                      : p->kind == BF_SM_LOG_SOFTMAX && !f64 ? BF_SM_SMALL_FLAT_LSM_C32
-                      : BF_SM_SMALL_FLAT_C;
+    int64_t small_c;            /* the most classes the column-wise kernel takes */
+    if (BF_SM_FLAT(p->C, f64 ? 8 : 4, p->kind, p->eps != 0.0))
+        small_c = loss_only ? (f64 ? BF_SM_SMALL_FLAT_LOSS_C64 : BF_SM_SMALL_FLAT_LOSS_C32)
+                  : p->kind == BF_SM_LOG_SOFTMAX && !f64 ? BF_SM_SMALL_FLAT_LSM_C32
+                  : BF_SM_SMALL_FLAT_C;
+    else
+        small_c = loss_only ? (f64 ? BF_SM_SMALL_LOSS_C64 : BF_SM_SMALL_LOSS_C32) : BF_SM_SMALL_C;
     int small = p->C <= small_c;
     bf_chunk_fn fn = p->inner > 1 ? t->softmax_inner[dtype]
                      : small && p->kind != BF_SM_NLL ? t->softmax_small[dtype]

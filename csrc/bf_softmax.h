@@ -345,6 +345,9 @@ __attribute__((noinline)) static void BF_FN(sm_flat_sweep)(const T *xg, int64_t 
     }
     for (int64_t j = 0; j < nnext * C; j += 64 / (int64_t)sizeof(T))
         __builtin_prefetch(xg + ne + j);
+    /* Two loops, as in sm_exps: one loop storing into a scratch buffer when
+     * dst is NULL measured 2-5% slower for log_softmax and cross-entropy
+     * (float32, 40-100 classes), and gcc 12 does not unswitch a test. */
     T qtot = 0;                         /* exact: ne <= 2^24 */
     if (dst != NULL) {
 #pragma omp simd reduction(+ : qtot)
@@ -449,7 +452,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     const int64_t rowb = C * (int64_t)sizeof(T);
     const int64_t G = loss_only || rowb * BF_SM_GROUP <= BF_SM_GROUP_BYTES ? BF_SM_GROUP
                       : rowb < BF_SM_GROUP_BYTES ? BF_SM_GROUP_BYTES / rowb : 1;
-    const int flat = BF_SM_FLAT(C, kind, smooth);
+    const int flat = BF_SM_FLAT(C, sizeof(T), kind, smooth);
     for (int64_t g0 = lo; g0 < hi; g0 += G) {
         const int64_t ng = hi - g0 < G ? hi - g0 : G;
         double sv[BF_SM_GROUP], av[BF_SM_GROUP], bv[BF_SM_GROUP], Lv[BF_SM_GROUP];

@@ -145,11 +145,13 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
     T l = bf_log1p_unit(e);
     T c0 = weighted ? w * ((T)1 - y) : (T)1 - y;
     T c1 = weighted ? (w * pw) * y : y;
-    /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + (x > 0 ? c0 : c1) |x| */
-    T lc = weighted ? c0 + c1 : (T)1;
+    /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + t |x|, t = x > 0 ? c0 : c1,
+     * with one FMA spelled out: left to contraction, l + t |x| was fused in
+     * the loss-and-gradient loop and not in the loss-only one, whose losses
+     * then differed in the last bit.  t = 0 leaves |x| = inf out. */
     T t = x > 0 ? c0 : c1;
-    T ta = t == 0 ? (T)0 : t * a;
-    *loss = weighted ? bf_fma(lc, l, ta) : l + ta;   /* fma(1, l, ta) is l + ta */
+    T lcl = weighted ? (c0 + c1) * l : l;
+    *loss = t == 0 ? lcl : bf_fma(t, a, lcl);
     T d = (T)1 + e;
     T big = (T)1 / d, small = e / d;            /* sigmoid(|x|), sigmoid(-|x|) */
     T s_pos = x >= 0 ? big : small;             /* sigmoid(x)  */

@@ -125,6 +125,7 @@ def test_weight_of_ones_gives_the_unweighted_bits(kind, dtype, soft, rng):
     l1, g1 = FAST[kind](x, y, weight=ones, reduction="none")
     assert l0.tobytes() == l1.tobytes() and g0.tobytes() == g1.tobytes()
     assert l0.tobytes() == LOSS[kind](x, y, weight=ones, reduction="none").tobytes()
+    assert l0.tobytes() == LOSS[kind](x, y, reduction="none").tobytes()
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

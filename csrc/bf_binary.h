@@ -20,7 +20,10 @@
  *                  (both terms non-negative for y in [0, 1]: no cancellation,
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
  *                  when |x| is inf)
- *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x)
+ *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x);
+ *                  weighted, beyond |x| = 87 / 708, where exp(-|x|) is
+ *                  subnormal, each product of a coefficient by it is rounded
+ *                  once (bce_logits_fix_tail, in the rare tiles with such x)
  *   BCE-probs    = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)),
  *                  gradient w (p - y) / max(p (1 - p), 1e-12)  (PyTorch's clamps;
  *                  targets outside [0, 1] are an error, as in PyTorch);
@@ -160,33 +163,106 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
     *hess = (weighted ? w : (T)1) * (s_pos * s_neg);
 }
 
-/* One tile of loss (l), gradient (g, may be NULL) and Hessian (h, may be
- * NULL; then g is not); l is not written when h is given. */
-static inline void BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const T *pw,
-                                          T gs, int weighted, T *l, T *g, T *h, int64_t m)
+/* |x| beyond which exp(-|x|) = e is subnormal or nearly (e^-87 = 1.6e-38,
+ * e^-708 = 3.3e-308).  There 1 + e rounds to 1, so sigmoid(|x|) = 1 and
+ * sigmoid(-|x|) = log1p(e) = e to all digits, and every quantity is a
+ * coefficient times 1 or times e:
+ *   loss = (c0 + c1) e + t |x|,  hess = w e,
+ *   grad = gs (x >= 0 ? c0 - c1 e : c0 e - c1).
+ * bce_logits_elem's products of e by a weight above 1 magnify e's rounding
+ * error (half its ULP: float32 1e20 sigmoid(-103) came out 24% low);
+ * bf_mul_exp_neg rounds each once.  Unweighted, the coefficients 1 - y and y
+ * do not magnify for targets in [0, 1], and the tail is left alone. */
+#define BF_TAIL_X ((T)(sizeof(T) == 4 ? 87.0 : 708.0))
+
+static inline void BF_FN(bce_logits_tail)(T x, T y, T w, T pw, T gs,
+                                          T *loss, T *grad, T *hess)
 {
-    T lv, gv, hv;
+    T a = bf_fabs(x);
+    T c0 = w * ((T)1 - y), c1 = (w * pw) * y;
+    T t = x > 0 ? c0 : c1;
+    *loss = bf_mul_exp_neg(c0 + c1, -a) + (t == 0 ? (T)0 : t * a);
+    *grad = gs * (x >= 0 ? c0 - bf_mul_exp_neg(c1, -a) : bf_mul_exp_neg(c0, -a) - c1);
+    *hess = bf_mul_exp_neg(w, -a);
+}
+
+/* Rewrite the tail elements (finite |x| > BF_TAIL_X) of a weighted tile
+ * that bce_logits_tile has written, from the tile's inputs (kept: an output
+ * may be an input).  Rare, so scalar; the other elements keep the vector
+ * loop's bits. */
+__attribute__((cold, noinline))
+static void BF_FN(bce_logits_fix_tail)(const T *x, const T *y, const T *w, const T *pw,
+                                       T gs, T *l, T *g, T *h, int64_t m)
+{
+    for (int64_t i = 0; i < m; i++) {
+        T lv, gv, hv, a = bf_fabs(x[i]);
+        if (!(a > BF_TAIL_X && a - a == 0))        /* a - a: NaN for inf */
+            continue;
+        BF_FN(bce_logits_tail)(x[i], y[i], w[i], pw[i], gs, &lv, &gv, &hv);
+        if (h == NULL)
+            l[i] = lv;
+        if (g != NULL)
+            g[i] = gv;
+        if (h != NULL)
+            h[i] = hv;
+    }
+}
+
+/* max(top, |v|), NaN ignored */
+static inline T BF_FN(abs_max)(T top, T v)
+{
+    T a = bf_fabs(v);
+    return a > top ? a : top;
+}
+
+/* One tile of loss (l), gradient (g, may be NULL) and Hessian (h, may be
+ * NULL; then g is not); l is not written when h is given.  Returns the
+ * largest |x[i]| if weighted, else 0.  (The max on the side of the loop
+ * costs the weighted kernels 2-4%; a separate pass over x cost 5-9%.) */
+static inline T BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const T *pw,
+                                       T gs, int weighted, T *l, T *g, T *h, int64_t m)
+{
+    T lv, gv, hv, top = 0;
     if (g == NULL) {
-#pragma omp simd private(lv, gv, hv)
+#pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
             BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
             l[i] = lv;
+            if (weighted)
+                top = BF_FN(abs_max)(top, x[i]);
         }
     } else if (h == NULL) {
-#pragma omp simd private(lv, gv, hv)
+#pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
             BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
             l[i] = lv;
             g[i] = gv;
+            if (weighted)
+                top = BF_FN(abs_max)(top, x[i]);
         }
     } else {
-#pragma omp simd private(lv, gv, hv)
+#pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
             BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
             g[i] = gv;
             h[i] = hv;
+            if (weighted)
+                top = BF_FN(abs_max)(top, x[i]);
         }
     }
+    return top;
+}
+
+/* Nonzero if an output of the call is one of its inputs (in place; the
+ * Python layer allows no other overlap) */
+static inline int BF_FN(writes_an_input)(const bf_elementwise *p)
+{
+    const void *outs[3] = {p->out, p->grad, p->hess};
+    int hit = 0;
+    for (int k = 0; k < 3; k++)
+        hit |= outs[k] != NULL && (outs[k] == p->x || outs[k] == p->y
+                                   || outs[k] == p->w || outs[k] == p->pw);
+    return hit;
 }
 
 static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -196,7 +272,10 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
     T *out = (T *)p->out, *grad = (T *)p->grad, *hess = (T *)p->hess;
     const T gs = (T)p->grad_scale;
     const int weighted = p->w != NULL || p->pw != NULL;
-    T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE];
+    /* Weighted and in place, each tile's inputs are kept for
+     * bce_logits_fix_tail */
+    const int keep = weighted && BF_FN(writes_an_input)(p);
+    T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE], xs[BF_TILE], ys[BF_TILE];
     int wfilled = 0, pwfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
@@ -204,14 +283,27 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
         m = BF_FN(tile_len)(off, hi);
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL, *h = hess != NULL ? hess + off : NULL;
+        const T *xt = x + off, *yt = y + off, *w = NULL, *pw = NULL;
         if (weighted) {
-            const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
-            const T *pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf, &pwfilled);
-            BF_FN(bce_logits_tile)(x + off, y + off, w, pw, gs, 1, l, g, h, m);
-        } else {
-            /* the unweighted element never reads w or pw; x stands in */
-            BF_FN(bce_logits_tile)(x + off, y + off, x + off, x + off, gs, 0, l, g, h, m);
+            w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
+            pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf, &pwfilled);
         }
+        if (keep) {
+            /* w and pw are copied into their buffers only where they are
+             * the arrays themselves (a layout is the same for every tile) */
+            xt = memcpy(xs, xt, (size_t)m * sizeof(T));
+            yt = memcpy(ys, yt, (size_t)m * sizeof(T));
+            if (w != wbuf)
+                w = memcpy(wbuf, w, (size_t)m * sizeof(T));
+            if (pw != pwbuf)
+                pw = memcpy(pwbuf, pw, (size_t)m * sizeof(T));
+        }
+        if (!weighted)
+            w = pw = xt;    /* never read unweighted: x stands in */
+        T top = weighted ? BF_FN(bce_logits_tile)(xt, yt, w, pw, gs, 1, l, g, h, m)
+                         : BF_FN(bce_logits_tile)(xt, yt, w, pw, gs, 0, l, g, h, m);
+        if (top > BF_TAIL_X)
+            BF_FN(bce_logits_fix_tail)(xt, yt, w, pw, gs, l, g, h, m);
         if (partial != NULL)
             BF_FN(tile_lanes_add)(acc, l, m);
     }
@@ -342,3 +434,4 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
 }
 
 #undef BF_SIDE
+#undef BF_TAIL_X

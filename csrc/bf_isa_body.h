@@ -25,12 +25,9 @@
             (acc)[j_] += (v)[i_ + j_];                                        \
     } while (0)
 
-/* Small helpers on every kernel's hot path are inlined whatever gcc's size
- * estimates say: when the softmax row kernel grew, gcc made the lane sums
- * below out-of-line calls, and log_softmax at 1000 float32 classes lost 10%. */
-#define BF_ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* Sum of the 16 lanes as a fixed pairwise tree. */
+/* Sum of the 16 lanes as a fixed pairwise tree (always inlined: when the
+ * softmax row kernel grew, gcc made the lane sums out-of-line calls, and
+ * log_softmax at 1000 float32 classes lost 10%). */
 BF_ALWAYS_INLINE double bf_lanes_total(const double *a)
 {
     double s[8];

@@ -33,7 +33,8 @@
  * (one rounding instead of two; never a reassociation).
  *
  * All functions are `static inline` so every instruction-set translation unit
- * gets its own copy compiled for its own target.  The _Generic front-ends at
+ * gets its own copy compiled for its own target; those on a kernel's vector
+ * path are inlined whatever gcc's size estimates say (BF_ALWAYS_INLINE).  The _Generic front-ends at
  * the end (bf_exp_neg, bf_log1p_unit, ...) let kernel bodies be written once
  * for both types.
  */
@@ -42,6 +43,11 @@
 
 #include <stdint.h>
 #include <string.h>
+
+/* A call left in a loop stops its vectorization: when BCE-with-logits
+ * grew a scalar path for its tail, gcc made bf_exp_neg_f64 an out-of-line
+ * call from the float64 loops, which ran 9 times slower. */
+#define BF_ALWAYS_INLINE static inline __attribute__((always_inline))
 
 static inline uint32_t bf_bits_f32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float bf_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
@@ -70,7 +76,7 @@ static inline double bf_fma_f64(double a, double b, double c) { return a * b + c
  * (csrc/gen/fit_polynomials.py; 5.8e-9).  Cephes' logf polynomial of
  * degree 8 it replaces had the same worst case in float32 (log on (0, 1]:
  * 0.85 -> 0.86 ULP over every float) and cost 3% more of BCE. */
-static inline float bf_log_reduced_f32(float f)
+BF_ALWAYS_INLINE float bf_log_reduced_f32(float f)
 {
     float z = f * f;
     float p = -7.6345480978e-02f;
@@ -92,7 +98,7 @@ static inline float bf_log_reduced_f32(float f)
  * 2/(2j+1) needs degree 9 for the same), by Estrin's scheme (a Horner chain
  * of dependent FMAs outlasts what out-of-order execution overlaps).  In
  * float32 Estrin measured slower: its polynomial stays Horner. */
-static inline double bf_log_reduced_f64(double f)
+BF_ALWAYS_INLINE double bf_log_reduced_f64(double f)
 {
     double s = f / (2.0 + f);
     double z = s * s;
@@ -111,7 +117,7 @@ static inline double bf_log_reduced_f64(double f)
  * the exponent bias).  The bit pattern is shifted so that the exponent field
  * changes exactly at sqrt(2); k comes back as a float (2^p + field - 2^p -
  * bias: no int->float conversion, which AVX2 lacks for 64-bit lanes). */
-static inline float bf_log_split_f32(float u, float s, float *k)
+BF_ALWAYS_INLINE float bf_log_split_f32(float u, float s, float *k)
 {
     const uint32_t sqrt_half = 0x3f3504f3u;
     uint32_t ix = bf_bits_f32(u) + (0x3f800000u - sqrt_half);
@@ -119,7 +125,7 @@ static inline float bf_log_split_f32(float u, float s, float *k)
     return bf_from_bits_f32((ix & 0x007fffffu) + sqrt_half) - 1.0f;
 }
 
-static inline double bf_log_split_f64(double u, double s, double *k)
+BF_ALWAYS_INLINE double bf_log_split_f64(double u, double s, double *k)
 {
     const uint64_t sqrt_half = 0x3fe6a09e667f3bcdull;
     uint64_t ix = bf_bits_f64(u) + (0x3ff0000000000000ull - sqrt_half);
@@ -133,7 +139,7 @@ static inline double bf_log_split_f64(double u, double s, double *k)
  * single cost at few classes (four times the float64 one per element; it
  * adds at most an ULP of L to results that keep 4 + |x - m|).  u >= 1 is
  * never subnormal, so the split needs no scaling. */
-static inline double bf_log1p_pos_f64(double x)
+BF_ALWAYS_INLINE double bf_log1p_pos_f64(double x)
 {
     double u = 1.0 + x;
     double k;
@@ -145,7 +151,7 @@ static inline double bf_log1p_pos_f64(double x)
     return x != x ? x : y;
 }
 
-static inline float bf_log1p_pos_f32(float x)
+BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
 {
     float u = 1.0f + x;
     float k;
@@ -174,7 +180,7 @@ static inline float bf_log1p_pos_f32(float x)
  * dependent FMAs (4 cycles each) outlasts what out-of-order execution can
  * overlap, and the shorter tree made float64 softmax 14% and sigmoid 9%
  * faster (float32: 4%). */
-static inline float bf_exp_neg_f32(float x)
+BF_ALWAYS_INLINE float bf_exp_neg_f32(float x)
 {
     const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
     float xc = x < -104.0f ? -104.0f : x;
@@ -192,14 +198,16 @@ static inline float bf_exp_neg_f32(float x)
     return y * 5.42101086242752217e-20f;                 /* 2^-64 */
 }
 
-static inline double bf_exp_neg_f64(double x)
+/* exp(x) = y 2^k for x <= 0 (at most 2^21 ln 2 away from 0, where
+ * n*ln2_hi stops being exact): bf_exp_neg_f64's reduction and polynomial,
+ * the scaling left to the caller. */
+BF_ALWAYS_INLINE double bf_exp_neg_parts_f64(double x, int64_t *k)
 {
     const double magic = 6755399441055744.0;             /* 1.5 * 2^52 */
-    double xc = x < -746.0 ? -746.0 : x;
-    double t = xc * 1.4426950408889634074 + magic;
+    double t = x * 1.4426950408889634074 + magic;
     double n = t - magic;
-    int64_t k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
-    double r = xc - n * 6.93147180369123816490e-01;
+    *k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
+    double r = x - n * 6.93147180369123816490e-01;
     r = r - n * 1.90821492927058770002e-10;
     double r2 = r * r, r4 = r2 * r2;
     double q0 = 0.1666666666666641336 * r + 0.50000000000000106251;
@@ -208,9 +216,47 @@ static inline double bf_exp_neg_f64(double x)
     double q3 = 2.7557585600636712533e-6 * r + 0.000024801493127036629035;
     double q4 = 2.5000280870099632768e-8 * r + 2.7630236281711811335e-7;
     double p = ((q4 * r4 + (q3 * r2 + q2)) * r4) + (q1 * r2 + q0);
-    double y = r2 * p + r + 1.0;
+    return r2 * p + r + 1.0;
+}
+
+BF_ALWAYS_INLINE double bf_exp_neg_f64(double x)
+{
+    int64_t k;
+    double y = bf_exp_neg_parts_f64(x < -746.0 ? -746.0 : x, &k);
     y = y * bf_from_bits_f64((uint64_t)(k + 64 + 1023) << 52);
     return y * 5.42101086242752217e-20;                  /* 2^-64 */
+}
+
+/* c exp(x) for x <= 0, rounded once, also where exp(x) alone is subnormal:
+ * a factor c above 1 would magnify the rounding error of a subnormal exp
+ * (half its ULP; 10^20 times float32 exp(-103) came out 24% low).  For the
+ * rare elements of BCE-with-logits' tail (bf_binary.h), so written plainly.
+ * float32: in double, where exp(x) = y 2^k is normal down to the clamp at
+ * x = -700 (beyond it c exp(x) rounds to 0 in float32 for any c).
+ * float64, for x < -700: c (y/2) cannot overflow, and 2^(k+1) is applied as
+ * two powers of two 2^j1 2^j2, j1, j2 in [-1074, -500]: the first product
+ * is exact where it is normal, and where it is not the result is below
+ * 2^-1500 and rounds to 0 either way; so is every c exp(x) beyond the clamp
+ * at x = -1480. */
+static inline double bf_pow2_f64(int64_t j)              /* j in [-1074, 1023] */
+{
+    return j >= -1022 ? bf_from_bits_f64((uint64_t)(j + 1023) << 52)
+                      : bf_from_bits_f64((uint64_t)1 << (j + 1074));
+}
+
+static inline float bf_mul_exp_neg_f32(float c, float x)
+{
+    int64_t k;
+    double y = bf_exp_neg_parts_f64(x < -700.0f ? -700.0 : (double)x, &k);
+    return (float)((double)c * y * bf_pow2_f64(k));
+}
+
+static inline double bf_mul_exp_neg_f64(double c, double x)
+{
+    int64_t k;
+    double y = bf_exp_neg_parts_f64(x < -1480.0 ? -1480.0 : x, &k);
+    int64_t j1 = (k + 1) / 2, j2 = (k + 1) - j1;
+    return c * (0.5 * y) * bf_pow2_f64(j1) * bf_pow2_f64(j2);
 }
 
 /* log1p(e) for e in [0, 1] (or NaN), the tail of softplus.
@@ -230,7 +276,7 @@ static inline double bf_exp_neg_f64(double x)
  * degree 8 in s^2 -- fewer operations even with its division (12% faster
  * log_sigmoid and BCE-with-logits on Zen 4), and within 1.05 ULP instead of
  * 1.14 (against long double, 1.7e7 points dense and near 0, 1/2 and 1). */
-static inline float bf_log1p_unit_f32(float e)
+BF_ALWAYS_INLINE float bf_log1p_unit_f32(float e)
 {
     float u = e - 0.5f;
     float r = -2.8359410353e-03f;
@@ -246,7 +292,7 @@ static inline float bf_log1p_unit_f32(float e)
     return bf_fma(-(e * e), r, e);
 }
 
-static inline double bf_log1p_unit_f64(double e)
+BF_ALWAYS_INLINE double bf_log1p_unit_f64(double e)
 {
     int half = e > 0.5;
     double f = half ? (e - 1.0) * 0.5 : e;
@@ -267,7 +313,7 @@ static inline double bf_log1p_unit_f64(double e)
  * so, then one rounding to float; 30% slower than the corrected float
  * quotient on AVX2) and float64 splits q d by Dekker's product.
  * Measured: sigmoid within 1.5 ULP. */
-static inline float bf_ratio1p_f32(float num, float e)
+BF_ALWAYS_INLINE float bf_ratio1p_f32(float num, float e)
 {
 #ifdef BF_HAVE_FMA
     float d = 1.0f + e;
@@ -281,7 +327,7 @@ static inline float bf_ratio1p_f32(float num, float e)
 #endif
 }
 
-static inline double bf_ratio1p_f64(double num, double e)
+BF_ALWAYS_INLINE double bf_ratio1p_f64(double num, double e)
 {
     double d = 1.0 + e;
     double dl = (1.0 - d) + e;
@@ -309,14 +355,14 @@ static inline double bf_ratio1p_f64(double num, double e)
  * unscaled split of any z below DBL_MIN has k = -1023 or -1022.  No select
  * for log(0) = -inf either; |z| because -0 has the sign bit set.  Measured on
  * Zen 4, hard-target BCE in cache: 14% faster in float32 and float64. */
-static inline float bf_log_unit_f32(float z)
+BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
 {
     float k;
     float f = bf_log_split_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
     return k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
 }
 
-static inline double bf_log_unit_f64(double z)
+BF_ALWAYS_INLINE double bf_log_unit_f64(double z)
 {
     double k;
     double f = bf_log_split_f64(__builtin_fabs(z), 0.0, &k);
@@ -337,8 +383,8 @@ static inline double bf_log_unit_f64(double z)
     *corr = err * ((T)1 + p * ((T)1 + p));                                    \
     return s;
 
-static inline float bf_log1m_split_f32(float p, float *corr) { BF_LOG1M_SPLIT_BODY(float) }
-static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT_BODY(double) }
+BF_ALWAYS_INLINE float bf_log1m_split_f32(float p, float *corr) { BF_LOG1M_SPLIT_BODY(float) }
+BF_ALWAYS_INLINE double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT_BODY(double) }
 
 /* ------------------------------------------------------------------------ */
 /* Type-generic front-ends for kernel bodies written once                   */
@@ -347,6 +393,8 @@ static inline double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SPLIT
 /* |x| as a sign-bit mask (x < 0 ? -x : x compiles to a compare and a blend) */
 #define bf_fabs(x) _Generic((x), float: __builtin_fabsf, double: __builtin_fabs)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
+#define bf_mul_exp_neg(c, x) \
+    _Generic((c), float: bf_mul_exp_neg_f32, double: bf_mul_exp_neg_f64)(c, x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)
 #define bf_log_unit(x) _Generic((x), float: bf_log_unit_f32, double: bf_log_unit_f64)(x)

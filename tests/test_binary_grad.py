@@ -128,6 +128,38 @@ def test_weight_of_ones_gives_the_unweighted_bits(kind, dtype, soft, rng):
     assert l0.tobytes() == LOSS[kind](x, y, reduction="none").tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_far_tail_leaves_the_other_elements_alone(dtype, rng):
+    """Where exp(-|x|) is subnormal (|x| > 87 / 708) a weighted tile is
+    finished element by element from its inputs: the other elements keep
+    their bits, and outputs that are inputs (in place) change nothing."""
+    x, y, w = make("bce_logits", (3, 300), dtype, rng)
+    pw = rng.uniform(0.5, 3.0, size=x.shape).astype(dtype)
+    big = np.array([100.0, 120.0, 1e30] if dtype == np.float32 else [710.0, 900.0, 1e300])
+    far = x.copy()
+    idx = (np.array([0, 0, 1, 1, 2, 2]), np.array([0, 255, 256, 257, 17, 299]))
+    far[idx] = np.concatenate([big, -big]).astype(dtype)
+    rest = np.ones(x.shape, bool)
+    rest[idx] = False
+
+    def results(v):
+        return [*FAST["bce_logits"](v, y, w, pw, reduction="none"),
+                *FAST["bce_logits"](v, y, reduction="none"),
+                LOSS["bce_logits"](v, y, w, pw, reduction="none"),
+                *bce_fast.logistic_grad_hess(v, y, sample_weight=w)]
+
+    for a, b in zip(results(x), results(far)):
+        assert a[rest].tobytes() == b[rest].tobytes()
+    # in place: loss over the input, gradient over the weight (or target)
+    loss, grad = FAST["bce_logits"](far, y, w, pw, reduction="none")
+    xb, wb, pwb = far.copy(), w.copy(), pw.copy()
+    FAST["bce_logits"](xb, y, wb, pwb, reduction="none", out=xb, grad_out=wb)
+    assert xb.tobytes() == loss.tobytes() and wb.tobytes() == grad.tobytes()
+    xb, yb, wb = far.copy(), y.copy(), w.copy()
+    FAST["bce_logits"](xb, yb, wb, pw, reduction="none", out=yb, grad_out=xb)
+    assert yb.tobytes() == loss.tobytes() and xb.tobytes() == grad.tobytes()
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kind", ["bce_logits", "bce"])
 def test_grad_matches_finite_differences(kind, reduction, rng):

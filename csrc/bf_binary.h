@@ -32,6 +32,8 @@
  */
 
 #define BF_SIDE BF_FN(side)
+/* exp's clamp, opaque to gcc (bf_exp_neg_floor in bf_math.h) */
+#define BF_EXP_FLOOR ((T)(sizeof(T) == 4 ? bf_exp_floor_f32 : bf_exp_floor_f64))
 
 /* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
  * the array itself where it is laid out like the input (so = row, si = 1),
@@ -106,7 +108,7 @@ static inline void BF_FN(tile_lanes_add)(double *acc, const T *v, int64_t n)
 static inline T BF_FN(sigmoid_elem)(T x)
 {
     T a = bf_fabs(x);
-    T e = bf_exp_neg(-a);
+    T e = bf_exp_neg_floor(-a, BF_EXP_FLOOR);
     return bf_ratio1p(x >= 0 ? (T)1 : e, e);
 }
 
@@ -114,7 +116,7 @@ static inline T BF_FN(sigmoid_elem)(T x)
 static inline T BF_FN(log_sigmoid_elem)(T x)
 {
     T a = bf_fabs(x);
-    T l = bf_log1p_unit(bf_exp_neg(-a));
+    T l = bf_log1p_unit(bf_exp_neg_floor(-a, BF_EXP_FLOOR));
     return -((x < 0 ? -x : (T)0) + l);
 }
 
@@ -144,7 +146,7 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
                                           T *loss, T *grad, T *hess)
 {
     T a = bf_fabs(x);
-    T e = bf_exp_neg(-a);
+    T e = bf_exp_neg_floor(-a, BF_EXP_FLOOR);
     T l = bf_log1p_unit(e);
     T c0 = weighted ? w * ((T)1 - y) : (T)1 - y;
     T c1 = weighted ? (w * pw) * y : y;
@@ -434,4 +436,5 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
 }
 
 #undef BF_SIDE
+#undef BF_EXP_FLOOR
 #undef BF_TAIL_X

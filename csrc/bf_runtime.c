@@ -21,6 +21,11 @@
 #define BF_MAX_CHUNKS 2048
 #define BF_MAX_SUMS 2
 
+/* exp's clamp for the elementwise kernels, defined out of their sight (why:
+ * bf_exp_neg_floor in bf_math.h) */
+const float bf_exp_floor_f32 = -104.0f;
+const double bf_exp_floor_f64 = -746.0;
+
 /* ------------------------------------------------------------- threads */
 
 static int bf_threads_wanted = 0;       /* 0: OpenMP's own limit */

@@ -32,8 +32,10 @@
  */
 
 #define BF_SIDE BF_FN(side)
-/* exp's clamp, opaque to gcc (bf_exp_neg_floor in bf_math.h) */
+/* Clamp bounds opaque to gcc (why: bf_math.h) */
 #define BF_EXP_FLOOR ((T)(sizeof(T) == 4 ? bf_exp_floor_f32 : bf_exp_floor_f64))
+#define BF_LOG_FLOOR ((T)bf_bce_log_floor)
+#define BF_DEN_FLOOR ((T)bf_bce_den_floor)
 
 /* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
  * the array itself where it is laid out like the input (so = row, si = 1),
@@ -328,20 +330,21 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
     /* bf_log_unit is the logarithm only down to -100: the clamps below are
      * part of it */
     if (hard) {
-        int pos = y != 0;
-        T lz = bf_log_unit(pos ? p : q) + (pos ? (T)0 : corr);
-        lz = lz < (T)-100 ? (T)-100 : lz;
+        /* 1 - y is 1 or 0: corr where log(1 - p) is taken, and no second
+         * compare of y (one per vector cost 3% of the float32 loss) */
+        T lz = bf_log_unit(y != 0 ? p : q) + corr * ((T)1 - y);
+        lz = lz < BF_LOG_FLOOR ? BF_LOG_FLOOR : lz;
         *loss = weighted ? -w * lz : -lz;
     } else {
         T lp = bf_log_unit(p);
         T lq = bf_log_unit(q) + corr;
-        lp = lp < (T)-100 ? (T)-100 : lp;
-        lq = lq < (T)-100 ? (T)-100 : lq;
+        lp = lp < BF_LOG_FLOOR ? BF_LOG_FLOOR : lp;
+        lq = lq < BF_LOG_FLOOR ? BF_LOG_FLOOR : lq;
         T sum = y * lp + ((T)1 - y) * lq;
         *loss = weighted ? -w * sum : -sum;
     }
     T den = p * ((T)1 - p);
-    den = den < (T)1e-12f ? (T)1e-12f : den;   /* PyTorch clamps at float(1e-12) */
+    den = den < BF_DEN_FLOOR ? BF_DEN_FLOOR : den;   /* PyTorch clamps at float(1e-12) */
     T ratio = (p - y) / den;                   /* divide first: w (p - y) can underflow */
     *grad = gs * (weighted ? w * ratio : ratio);
 }
@@ -437,4 +440,6 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
 
 #undef BF_SIDE
 #undef BF_EXP_FLOOR
+#undef BF_LOG_FLOOR
+#undef BF_DEN_FLOOR
 #undef BF_TAIL_X

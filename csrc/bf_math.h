@@ -49,6 +49,18 @@
  * call from the float64 loops, which ran 9 times slower. */
 #define BF_ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Clamp bounds the elementwise kernels read from memory (defined in
+ * bf_runtime.c, out of gcc's sight).  Given a constant clamp, gcc evaluates
+ * what follows it at the constant and blends that in behind a compare; on
+ * Zen 4 a compare that writes a mask register takes an FMA slot, in loops
+ * bound by their FMAs.  With an opaque bound the clamp is one max, which
+ * does not.  (Link-time optimization would show the constants again: slower,
+ * same results.) */
+extern const float bf_exp_floor_f32;          /* -104: exp rounds to 0 below */
+extern const double bf_exp_floor_f64;         /* -746 */
+extern const float bf_bce_log_floor;          /* -100: PyTorch's clamp of log p */
+extern const float bf_bce_den_floor;          /* 1e-12: its clamp of p (1 - p) */
+
 static inline uint32_t bf_bits_f32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float bf_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 static inline uint64_t bf_bits_f64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
@@ -181,18 +193,12 @@ BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
  * overlap, and the shorter tree made float64 softmax 14% and sigmoid 9%
  * faster (float32: 4%).
  * x is clamped at lo = -104 / -746, where exp rounds to 0 (and -inf must
- * not reach the reduction).  bf_exp_neg_floor takes lo as an argument for
- * the elementwise kernels, which pass bf_exp_floor_*, the same values
- * defined in bf_runtime.c where gcc cannot see them: seeing a constant, it
- * computed exp at the clamp and blended that in behind a compare, which on
- * Zen 4 takes an FMA slot, where an opaque lo is one vmaxps (float32
+ * not reach the reduction).  bf_exp_neg_floor takes lo as an argument: the
+ * elementwise kernels pass an opaque copy (bf_exp_floor_*, above; float32
  * sigmoid 8% faster, BCE-with-logits 5%, float64 sigmoid 6%).  The softmax
- * kernels measured no better (float64 rows of 100 classes 14% slower: the
- * max lies on the path to the exp, the compare did not) and keep the
- * constant.  (Link-time optimization would show the constant again: slower,
- * same results.) */
-extern const float bf_exp_floor_f32;                     /* -104 */
-extern const double bf_exp_floor_f64;                    /* -746 */
+ * kernels keep the constant: with the opaque one float64 rows of 100
+ * classes ran 14% slower (the max lies on the path into exp; the compare
+ * and blend were off it). */
 
 BF_ALWAYS_INLINE float bf_exp_neg_floor_f32(float x, float lo)
 {

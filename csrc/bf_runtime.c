@@ -21,10 +21,12 @@
 #define BF_MAX_CHUNKS 2048
 #define BF_MAX_SUMS 2
 
-/* exp's clamp for the elementwise kernels, defined out of their sight (why:
- * bf_exp_neg_floor in bf_math.h) */
+/* Clamp bounds of the elementwise kernels, defined out of their sight (why:
+ * bf_math.h) */
 const float bf_exp_floor_f32 = -104.0f;
 const double bf_exp_floor_f64 = -746.0;
+const float bf_bce_log_floor = -100.0f;
+const float bf_bce_den_floor = 1e-12f;
 
 /* ------------------------------------------------------------- threads */
 

@@ -16,7 +16,7 @@
  *   softplus(x)  = max(x, 0)  + L,   softplus(-x) = max(-x, 0) + L
  *   sigmoid(x)   = (x >= 0 ? 1 : e) / (1 + e)   (bf_ratio1p: one rounding)
  *   BCE-logits   = c0 softplus(x) + c1 softplus(-x),  c0 = w (1 - y), c1 = w pw y
- *                = (c0 + c1) L + (x > 0 ? c0 : c1) |x|
+ *                = (c0 + c1) L + (x >= 0 ? c0 : c1) |x|
  *                  (both terms non-negative for y in [0, 1]: no cancellation,
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
  *                  when |x| is inf)
@@ -152,11 +152,11 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
     T l = bf_log1p_unit(e);
     T c0 = weighted ? w * ((T)1 - y) : (T)1 - y;
     T c1 = weighted ? (w * pw) * y : y;
-    /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + t |x|, t = x > 0 ? c0 : c1,
+    /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + t |x|, t = x >= 0 ? c0 : c1,
      * with one FMA spelled out: left to contraction, l + t |x| was fused in
      * the loss-and-gradient loop and not in the loss-only one, whose losses
      * then differed in the last bit.  t = 0 leaves |x| = inf out. */
-    T t = x > 0 ? c0 : c1;
+    T t = x >= 0 ? c0 : c1;      /* x >= 0: the sigmoids' compare (at x = 0, t |x| = 0) */
     T lcl = weighted ? (c0 + c1) * l : l;
     *loss = t == 0 ? lcl : bf_fma(t, a, lcl);
     T d = (T)1 + e;
@@ -184,7 +184,7 @@ static inline void BF_FN(bce_logits_tail)(T x, T y, T w, T pw, T gs,
 {
     T a = bf_fabs(x);
     T c0 = w * ((T)1 - y), c1 = (w * pw) * y;
-    T t = x > 0 ? c0 : c1;
+    T t = x >= 0 ? c0 : c1;
     *loss = bf_mul_exp_neg(c0 + c1, -a) + (t == 0 ? (T)0 : t * a);
     *grad = gs * (x >= 0 ? c0 - bf_mul_exp_neg(c1, -a) : bf_mul_exp_neg(c0, -a) - c1);
     *hess = bf_mul_exp_neg(w, -a);

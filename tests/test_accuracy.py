@@ -368,6 +368,12 @@ def test_infinities_and_nan(dtype, isa):
     g, h = bce_fast.logistic_grad_hess(xs[:4], ys[:4])
     np.testing.assert_array_equal(g, [0.0, 0.0, 1.0, -1.0])
     np.testing.assert_array_equal(h, [0.0, 0.0, 0.0, 0.0])
+    # An infinite pos_weight times y softplus(-x) > 0 is inf, at x = +-0 too
+    # (where the |x| term, 0, must not meet the infinite coefficient).
+    x0 = np.array([0.0, -0.0, 2.0, -2.0], dtype)
+    loss = bce_fast.binary_cross_entropy_with_logits(
+        x0, np.full_like(x0, 0.5), pos_weight=np.full_like(x0, inf), reduction="none")
+    np.testing.assert_array_equal(loss, [inf, inf, inf, inf])
 
 
 # --------------------------------------------------------- reduced losses

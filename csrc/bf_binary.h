@@ -20,7 +20,8 @@
  *                  (both terms non-negative for y in [0, 1]: no cancellation,
  *                  unlike max(x,0) - x y + L; a zero coefficient gives 0 even
  *                  when |x| is inf)
- *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x), Hessian w sigmoid(x) sigmoid(-x);
+ *   its gradient = c0 sigmoid(x) - c1 sigmoid(-x),
+ *   its Hessian  = w s (1 - s), s = sigmoid(-|x|);
  *                  weighted, beyond |x| = 87 / 708, where exp(-|x|) is
  *                  subnormal, each product of a coefficient by it is rounded
  *                  once (bce_logits_fix_tail, in the rare tiles with such x)
@@ -164,7 +165,10 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
     T s_pos = x >= 0 ? big : small;             /* sigmoid(x)  */
     T s_neg = x >= 0 ? small : big;             /* sigmoid(-x) */
     *grad = gs * (c0 * s_pos - c1 * s_neg);
-    *hess = (weighted ? w : (T)1) * (s_pos * s_neg);
+    /* sigmoid(x) sigmoid(-x) = small (1 - small), one FMA: the product
+     * big small carried the rounding of d = fl(1 + e) twice (4.2 ULP
+     * measured, 2.9 now) */
+    *hess = (weighted ? w : (T)1) * bf_fma(-small, small, small);
 }
 
 /* |x| beyond which exp(-|x|) = e is subnormal or nearly (e^-87 = 1.6e-38,

@@ -27,11 +27,15 @@ IDS = ["f32", "f64"]
 
 # Inputs where a random search (2e6 float32, 5e4 float64 points) found the
 # largest sigmoid errors of the kernels, and (float64, 1.8e7 points against
-# long double) the largest log_sigmoid error; +-ln 2, where exp(-|x|)
-# crosses 1/2 and float64 log1p switches from f = e to f = (e - 1)/2.
+# long double) the largest log_sigmoid error; where the Hessian, as a product
+# of two quotients by fl(1 + e), was 4.1-4.2 ULP off (2e6 points against long
+# double); +-ln 2, where exp(-|x|) crosses 1/2 and float64 log1p switches from
+# f = e to f = (e - 1)/2.
 _LN2 = float(np.log(2.0))
-HARD_LOGITS = {np.float32: [-4.158506, 4.150514, -1.9483833],
-               np.float64: [-3.450774064365456, -2.063063439278278, 0.4590286879522294]
+HARD_LOGITS = {np.float32: [-4.158506, 4.150514, -1.9483833, 4.838834762573242,
+                            -2.6459012031555176],
+               np.float64: [-3.450774064365456, -2.063063439278278, 0.4590286879522294,
+                            2.690065523038628, 2.646127779008462]
                + [s * v for s in (1, -1) for v in (np.nextafter(_LN2, 0), _LN2,
                                                    np.nextafter(_LN2, 1))]}
 
@@ -314,6 +318,8 @@ def test_float32_dense_random_sample(isa):
         check("bce_logits grad", grad,
               ref.binary_cross_entropy_with_logits_grad(x, y, reduction="none"),
               ULP_BOUND["grad"])
+    _, hess = bce_fast.logistic_grad_hess(x, zeros)
+    check("logistic Hessian", hess, ref.logistic_grad_hess(x, zeros)[1], ULP_BOUND["grad"])
     # Weights with inexact products: the coefficient roundings count too,
     # also where softplus / sigmoid is subnormal (|x| > 87) and the weights
     # (up to 100 here) would magnify its rounding.

@@ -303,3 +303,36 @@ def test_grad_output_every_kernel(shape, rng):
     _, want = torch_grad(torch, F.nll_loss, x, torch.from_numpy(t), up, reduction="none")
     _, grad = bce_fast.nll_loss_and_grad(x, t, reduction="none", grad_output=up)
     np.testing.assert_allclose(grad, want, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape", [(6, 5), (3, 45), (2, 5, 3)], ids=["small", "rows", "Nd"])
+def test_class_weights_far_from_one(dtype, shape, rng):
+    """A class-index mean does not change when every weight is scaled by a
+    power of two (weights tiny or huge included: bit for bit), and float32
+    weights at the bottom of the subnormals still give the float64 answer
+    (a fuzz run found weights [1e-45, 0] with smoothing 0.025 off and a NaN
+    gradient)."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    C = shape[1]
+    t = rng.integers(0, C, (shape[0],) + shape[2:])
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    big = 100 if dtype == np.float32 else 1000
+    for kw in ({}, {"label_smoothing": 0.2}):
+        want = bce_fast.cross_entropy_and_grad(x, t, weight=w, **kw)
+        for k in (-big, big):
+            got = bce_fast.cross_entropy_and_grad(x, t, weight=np.ldexp(w, k), **kw)
+            assert got[0].tobytes() == want[0].tobytes()
+            assert got[1].tobytes() == want[1].tobytes()
+        assert bce_fast.nll_loss(x, t, weight=np.ldexp(w, -big)) == bce_fast.nll_loss(x, t, weight=w)
+    # One class weighted by the smallest subnormal, the others 0: the mean
+    # is that of weights (0, .., 1, .., 0), which the float64 reference
+    # computes without subnormals.
+    tiny = np.zeros(C, dtype)
+    tiny[t.flat[0]] = np.finfo(dtype).smallest_subnormal
+    unit = (tiny > 0).astype(dtype)
+    for kw in ({}, {"label_smoothing": 0.1}):
+        loss, grad = bce_fast.cross_entropy_and_grad(x, t, weight=tiny, **kw)
+        np.testing.assert_allclose(loss, ref.cross_entropy(x, t, weight=unit, **kw),
+                                   rtol=16 * np.finfo(dtype).eps)
+        close(grad, ref.cross_entropy_grad(x, t, weight=unit, **kw), dtype, 1.0)

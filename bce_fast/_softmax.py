@@ -284,12 +284,6 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     else:
         kind = _core.SM_NLL if nll else _core.SM_CE
         tk, pk = _int64_targets(t, C, ignore_index), None
-    loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
-    grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
-    if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
-        grad_buf = _core.empty(x.shape, ct)      # the kernel re-reads the target
-    if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
-        g_up = g_up.copy()
 
     scale = 1.0
     if want_grad and reduction == "mean":
@@ -301,7 +295,20 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
             valid = tk[tk != ignore_index]
             den = float(np.sum(wk[np.clip(valid, 0, max(C - 1, 0))], dtype=np.float64)) \
                 if C else 0.0
+            # A weight over 2^100 times the mean's total can put gradient
+            # entries past float32's range: computed in float64 they round
+            # to +-inf in the result (in float32, inf - inf made NaN).
+            if den and ct == np.float32 and float(np.max(np.abs(wk))) > 2.0 ** 100 * abs(den):
+                ct = np.dtype(np.float64)
+                xk, wk = to_kernel(x, ct), wk.astype(ct)
         scale = 1.0 / den if den else 0.0
+
+    loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
+    grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
+    if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
+        grad_buf = _core.empty(x.shape, ct)      # the kernel re-reads the target
+    if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
+        g_up = g_up.copy()
 
     total = wtotal = 0.0
     if npos:

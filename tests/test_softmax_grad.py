@@ -336,3 +336,20 @@ def test_class_weights_far_from_one(dtype, shape, rng):
         np.testing.assert_allclose(loss, ref.cross_entropy(x, t, weight=unit, **kw),
                                    rtol=16 * np.finfo(dtype).eps)
         close(grad, ref.cross_entropy_grad(x, t, weight=unit, **kw), dtype, 1.0)
+
+
+def test_gradient_past_float32_range_is_infinite():
+    """Another weight 1e45 times the target's: the smoothed mean and its
+    gradient lie beyond float32's range and round to +-inf with the
+    reference's signs (a fuzz run found NaN in the gradient)."""
+    x = np.zeros(3, np.float32)
+    w = np.array([1.0, 0.0, 1e-45], np.float32)
+    with np.errstate(over="ignore"):     # the cast to float32 overflows, as in NumPy
+        loss, grad = bce_fast.cross_entropy_and_grad(x, 2, weight=w, label_smoothing=0.1)
+    want = ref.cross_entropy_grad(x, np.array(2), weight=w, label_smoothing=0.1)
+    assert np.abs(want[:2]).min() > np.finfo(np.float32).max
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(grad, want.astype(np.float32))
+    want_loss = ref.cross_entropy(x, np.array(2), weight=w, label_smoothing=0.1)
+    with np.errstate(over="ignore"):
+        assert loss == np.float32(want_loss) == np.inf

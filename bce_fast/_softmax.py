@@ -187,19 +187,28 @@ def _int64_targets(t, C, ignore_index):
     return to_kernel(t, np.int64)
 
 
-def _weights_in_range(w):
-    """Class weights scaled by a power of two to a largest |w| in [1/2, 1)
-    when it lies outside [2^-32, 2^32].  A class-index mean (loss and
-    gradient) is homogeneous of degree 0 in the weights, and power-of-two
-    scaling commutes with rounding, so this changes no bits -- except where
-    the kernels' products of tiny weights would have been subnormal (and
-    divided by a subnormal total), or the mean's 1/total would have
-    overflowed: float32 weights [1e-45, 0] with label smoothing gave a loss
-    0.025 off and a NaN gradient."""
-    top = float(np.max(np.abs(w))) if w.size else 0.0
-    if not (0.0 < top < math.inf) or 2.0 ** -32 <= top <= 2.0 ** 32:
-        return w
-    return np.ldexp(w, -math.frexp(top)[1]).astype(w.dtype, copy=False)
+def _weights_near_one(w, total):
+    """(w 2^k, total 2^k) with the power of two that brings the total weight
+    of a class-index mean near 1 when it lies outside [2^-64, 2^64], as far
+    as the largest |w| allows (it stays below 2^100 in float32, 2^1000 in
+    float64); else (w, total).  The mean, loss and gradient, is homogeneous
+    of degree 0 in the weights and power-of-two scaling commutes with
+    rounding, so this changes no bits where nothing under- or overflowed; it
+    matters where the kernels' products of weights were subnormal and the
+    mean's 1/total overflowed (a fuzz run: float32 weights [1e-45, 0] with
+    label smoothing gave a loss 0.025 off and a NaN gradient; float64
+    weights [1, 5e-324] with the target on the second, a loss of 1 for
+    log 2 and a NaN gradient)."""
+    if not 0.0 < abs(total) < math.inf or 2.0 ** -64 <= abs(total) <= 2.0 ** 64:
+        return w, total
+    top = float(np.maximum.reduce(np.abs(w))) if w.size else 0.0
+    if not top < math.inf:
+        return w, total
+    room = 100 if w.dtype == np.float32 else 1000
+    k = min(-math.frexp(total)[1], room - math.frexp(top)[1])
+    if k == 0:
+        return w, total
+    return np.ldexp(w, k).astype(w.dtype, copy=False), math.ldexp(total, k)
 
 
 def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -276,9 +285,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
 
     xk = to_kernel(x, ct)
     wk = None if w is None else to_kernel(w, ct)          # None: all 1, nothing allocated
-    if wk is not None and reduction == "mean" and not prob:
-        wk = _weights_in_range(wk)
-    wsum = (float(C) if wk is None else float(np.sum(wk, dtype=np.float64))) if eps else 0.0
+    weighted_mean = wk is not None and reduction == "mean" and not prob
     if prob:
         kind, tk, pk = _core.SM_CE_PROB, None, to_kernel(t, ct)
     else:
@@ -295,13 +302,17 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
             valid = tk[tk != ignore_index]
             den = float(np.sum(wk[np.clip(valid, 0, max(C - 1, 0))], dtype=np.float64)) \
                 if C else 0.0
-            # A weight over 2^100 times the mean's total can put gradient
-            # entries past float32's range: computed in float64 they round
-            # to +-inf in the result (in float32, inf - inf made NaN).
-            if den and ct == np.float32 and float(np.max(np.abs(wk))) > 2.0 ** 100 * abs(den):
-                ct = np.dtype(np.float64)
-                xk, wk = to_kernel(x, ct), wk.astype(ct)
+            wk, den = _weights_near_one(wk, den)
         scale = 1.0 / den if den else 0.0
+    wsum = (float(C) if wk is None else float(np.sum(wk, dtype=np.float64))) if eps else 0.0
+    # With smoothing, weights summing to over 2^100 times the mean's total
+    # can put gradient entries past float32's range (each is at most about
+    # (w_t + eps w_sum / C) / total): computed in float64 they round to
+    # +-inf in the result, where in float32 inf - inf made NaN.
+    if want_grad and weighted_mean and eps and ct == np.float32 and den \
+            and abs(wsum) > 2.0 ** 100 * abs(den):
+        ct = np.dtype(np.float64)
+        xk, wk = to_kernel(x, ct), wk.astype(ct)
 
     loss_buf = kernel_out(out, pshape, ct) if reduction == "none" else None
     grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
@@ -311,13 +322,21 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         g_up = g_up.copy()
 
     total = wtotal = 0.0
-    if npos:
+    while npos:
         status, total, wtotal = _core.softmax_family(
             kind, xk, outer, C, inner, target=tk, ptarget=pk, w=wk,
             ignore_index=ignore_index, eps=eps, wsum=wsum, out=loss_buf, grad=grad_buf,
             grad_up=g_up, grad_scale=scale, want_sum=reduction != "none")
         if status:
             raise _bad_target(t, C, ignore_index)
+        # For the loss alone the mean's total weight is known only now: out
+        # of range, a rare second run with the weights scaled.
+        if not weighted_mean or want_grad or 2.0 ** -64 <= abs(wtotal) <= 2.0 ** 64:
+            break
+        wk2, _ = _weights_near_one(wk, wtotal)
+        if wk2 is wk:
+            break
+        wk, wsum = wk2, (float(np.sum(wk2, dtype=np.float64)) if eps else 0.0)
 
     if reduction == "none":
         loss = finish_out(loss_buf, out, rt)

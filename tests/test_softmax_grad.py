@@ -338,6 +338,28 @@ def test_class_weights_far_from_one(dtype, shape, rng):
         close(grad, ref.cross_entropy_grad(x, t, weight=unit, **kw), dtype, 1.0)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_subnormal_total_weight_beside_a_normal_one(smoothing):
+    """float64 weights [1, 5e-324] with every target on the second: the mean
+    is that of weights [2^1074, 1] (a fuzz run found a loss of 1 for log 2
+    and a NaN gradient), for the loss alone (the total is known after the
+    kernel) and with the gradient (known before).  With smoothing the loss
+    and gradient lie past float64's range (the weight 2^1074 enters them):
+    the loss is then inf, the gradient is not checked."""
+    x = np.array([[0.0, 0.0], [1.0, -2.0]])
+    t = np.array([1, 1])
+    w = np.array([1.0, 5e-324])
+    kw = {"weight": w, "label_smoothing": smoothing}
+    want_kw = dict(kw, weight=np.array([2.0 ** 1000, 2.0 ** -74]))   # w 2^1074, in range
+    with np.errstate(over="ignore"):     # past the range: inf, as in NumPy
+        want = ref.cross_entropy(x, t, **want_kw)
+        np.testing.assert_allclose(bce_fast.cross_entropy(x, t, **kw), want, rtol=1e-14)
+        loss, grad = bce_fast.cross_entropy_and_grad(x, t, **kw)
+    np.testing.assert_allclose(loss, want, rtol=1e-14)
+    if not smoothing:
+        close(grad, ref.cross_entropy_grad(x, t, **want_kw), np.float64, 1.0)
+
+
 def test_gradient_past_float32_range_is_infinite():
     """Another weight 1e45 times the target's: the smoothed mean and its
     gradient lie beyond float32's range and round to +-inf with the

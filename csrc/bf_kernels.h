@@ -100,7 +100,7 @@ enum {
 #define BF_SM_SPLIT_ROWS 16
 #define BF_SM_SPLIT_C 65536
 #define BF_SM_SPLIT_BLOCK 16384
-#define BF_SM_SPLIT_FIELDS 5
+#define BF_SM_SPLIT_FIELDS 6
 #define BF_SM_SPLIT_FINAL 5
 
 typedef struct {

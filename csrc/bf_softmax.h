@@ -456,11 +456,17 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
     for (int64_t g0 = lo; g0 < hi; g0 += G) {
         const int64_t ng = hi - g0 < G ? hi - g0 : G;
         double sv[BF_SM_GROUP], av[BF_SM_GROUP], bv[BF_SM_GROUP], Lv[BF_SM_GROUP];
-        T mv[BF_SM_GROUP];
+        T mv[BF_SM_GROUP], xtv[BF_SM_GROUP];
 
         for (int64_t k = 0; k < BF_SM_GROUP; k++) {
             sv[k] = av[k] = bv[k] = 0.0;
-            mv[k] = 0;
+            mv[k] = xtv[k] = 0;
+        }
+        /* x at each row's target, read before the sweeps write exp(x - m)
+         * into the gradient, which may be x itself */
+        for (int64_t k = 0; kind == BF_SM_CE && k < ng; k++) {
+            int64_t t = p->target[g0 + k];
+            xtv[k] = t >= 0 && t < C ? x[(g0 + k) * C + t] : (T)0;
         }
         if (flat)
             BF_FN(sm_flat_sweep)(x + g0 * C, C, ng, hi - g0 - ng < G ? hi - g0 - ng : G,
@@ -598,7 +604,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
 
             /* cross-entropy with a class index */
             const double L = Lv[k], q = av[k];
-            double nll = ((double)m - (double)xr[t]) + L;
+            double nll = ((double)m - (double)xtv[k]) + L;
             double l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (q + L * wsum)
                               : wt * nll;
             if (out != NULL)
@@ -1053,8 +1059,9 @@ static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, 
  * BF_SM_SPLIT_BLOCK classes, then BF_SM_SPLIT_FINAL per row):
  *   partial: per block, its max m_b, S_b = sum of exp(x - m_b) over x != m_b,
  *            the count of x == m_b, a_b (smoothing / probability sum relative
- *            to m_b) and its weight total wb_b; e_c relative to m_b stored
- *            into the map output or gradient;
+ *            to m_b), its weight total wb_b and x at the row's target if the
+ *            block holds it (read first: the gradient may be x itself); e_c
+ *            relative to m_b stored into the map output or gradient;
  *   combine: per row, in block order, m = max m_b,
  *            s = sum_{m_b = m} S_b + sum_{m_b < m} (S_b + cnt_b) e^(m_b - m)
  *                + (sum_{m_b = m} cnt_b - 1)   (no cancellation), the loss;
@@ -1080,8 +1087,12 @@ static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi
                                                                       : BF_SM_SUMS_PLAIN;
         const T *ts = kind == BF_SM_CE_PROB ? (const T *)p->ptarget + r * C + c0 : NULL;
         T m;
-        double a = 0.0, b = 0.0, cnt;
+        double a = 0.0, b = 0.0, cnt, xt = 0.0;
         double S;
+        if (kind == BF_SM_CE) {
+            int64_t t = p->target[r];
+            xt = t >= c0 && t < c0 + n ? (double)xs[t - c0] : 0.0;
+        }
         if (dst == NULL && mode == BF_SM_SUMS_PLAIN) {
             S = BF_FN(sm_online_seg)(xs, n, &m, NULL, &cnt);
         } else {
@@ -1101,6 +1112,7 @@ static int BF_FN(softmax_split_partial)(const void *prob, int64_t lo, int64_t hi
         f[2] = cnt;
         f[3] = a;
         f[4] = b;
+        f[5] = xt;
     }
     return BF_OK;
 }
@@ -1146,7 +1158,7 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
             valid = !ign && !oob;
             if (valid) {
                 double wt = (double)BF_SM_W(w, t);
-                double nll = (m - (double)((const T *)p->x)[r * C + t]) + L;
+                double nll = (m - f[(t / B) * BF_SM_SPLIT_FIELDS + 5]) + L;
                 l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a + L * p->wsum)
                            : wt * nll;
                 sw += wt;

@@ -209,6 +209,51 @@ def test_grad_out_handling(rng):
         bce_fast.nll_loss_and_grad(x, t, grad_out=np.empty((5, 5), np.float32))
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("shape,axis", [((1, 16), None), ((4, 100), None), ((40,), None),
+                                        ((2, 3, 20), -1), ((2, 70000), None), ((3, 6, 4), None)],
+                         ids=["row", "rows", "C", "axis-last", "split", "inner"])
+def test_grad_out_is_the_input_every_kernel(dtype, shape, axis, rng):
+    """In place over the logits: the row kernels store exp(x - m) in the
+    gradient before the loss needs x at the target (a loss 1-50% off once)."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    ax = (1 if x.ndim > 1 else 0) if axis is None else axis % x.ndim
+    C = shape[ax]
+    t = rng.integers(0, C, shape[:ax] + shape[ax + 1:])
+    if t.ndim:
+        t.reshape(-1)[-1] = -100
+    for kw in [{}, {"weight": rng.uniform(0.5, 2, C).astype(dtype)},
+               {"label_smoothing": 0.1}]:
+        for reduction in REDUCTIONS:
+            want_l, want_g = bce_fast.cross_entropy_and_grad(x, t, reduction=reduction,
+                                                             axis=axis, **kw)
+            y = x.copy()
+            loss, g = bce_fast.cross_entropy_and_grad(y, t, reduction=reduction, axis=axis,
+                                                      grad_out=y, **kw)
+            assert g is y
+            np.testing.assert_array_equal(loss, want_l)
+            np.testing.assert_array_equal(g, want_g)
+
+
+def test_output_that_is_the_weight(rng):
+    """An output may be any input, the class weights too (they are read to
+    the end of the call)."""
+    x = np.log(rng.dirichlet(np.ones(3), 3))
+    t, w = np.array([2, 0, 1]), np.array([1.0, 2.0, 3.0])
+    want = bce_fast.nll_loss(x, t, weight=w, reduction="none")
+    w2 = w.copy()
+    assert bce_fast.nll_loss(x, t, weight=w2, reduction="none", out=w2) is w2
+    np.testing.assert_array_equal(w2, want)
+    x1, w = rng.standard_normal(20), rng.uniform(0.5, 1.5, 20)
+    for target in (3, rng.dirichlet(np.ones(20))):
+        want_l, want_g = bce_fast.cross_entropy_and_grad(x1, target, weight=w, reduction="sum")
+        w2 = w.copy()
+        loss, g = bce_fast.cross_entropy_and_grad(x1, target, weight=w2, reduction="sum",
+                                                  grad_out=w2)
+        assert g is w2 and loss == want_l
+        np.testing.assert_array_equal(g, want_g)
+
+
 def test_confident_row_gradient_is_accurate():
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
@@ -228,6 +273,29 @@ def test_all_ignored_mean_gradient_is_zero(rng):
     assert np.isnan(loss) and np.all(g == 0)
     loss, g = bce_fast.nll_loss_and_grad(x, np.full(3, -100), reduction="sum")
     assert loss == 0 and np.all(g == 0)
+
+
+def test_zero_total_weight_mean_is_not_finite(rng):
+    """Counted targets whose class weights sum to 0: the mean is 0/0 or
+    +-inf, as in PyTorch, and so is its gradient on their rows (w_t / 0),
+    where a finite 0 would pass unnoticed; ignored rows stay 0."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((3, 3))
+    t = np.array([0, 1, -100])
+    for w in (np.array([0.0, 0.0, 1.0]), np.array([1.0, -1.0, 1.0])):
+        tw = torch.from_numpy(w)
+        want_l, want_g = torch_grad(torch, F.nll_loss, x, torch.from_numpy(t), None, weight=tw)
+        loss, g = bce_fast.nll_loss_and_grad(x, t, weight=w)
+        np.testing.assert_array_equal(loss, want_l)
+        np.testing.assert_array_equal(g, want_g)
+        want_l, _ = torch_grad(torch, F.cross_entropy, x, torch.from_numpy(t), None, weight=tw)
+        loss, g = bce_fast.cross_entropy_and_grad(x, t, weight=w)
+        np.testing.assert_array_equal(loss, want_l)
+        np.testing.assert_array_equal(bce_fast.cross_entropy(x, t, weight=w), want_l)
+        assert not np.isfinite(g[:2]).any() and np.all(g[2] == 0)
+        loss, g = bce_fast.cross_entropy_and_grad(x, t, weight=w, label_smoothing=0.1)
+        assert not np.isfinite(loss) and not np.isfinite(g[:2]).any() and np.all(g[2] == 0)
 
 
 # ------------------------------------------------------- softmax_grad_hess
@@ -266,6 +334,13 @@ def test_softmax_grad_hess_reference_and_errors(rng):
     assert g[0, 0] < 0 and abs(h[0, 0] - np.exp(-40.0)) <= 1e-15 * np.exp(-40.0)
     with pytest.raises(IndexError, match=r"^Target 3 is out of bounds\.$"):
         bce_fast.softmax_grad_hess(raw, np.array([0, 1, 2, 3, 0, 1]))
+    # the least int64 (bce_fast's internal "ignore nothing") is out of bounds too
+    for y_bad in (np.array([0, 1, 2, np.iinfo(np.int64).min, 0, 1]),
+                  np.array([0.0, 1, 2, -2.0 ** 63, 0, 1])):
+        with pytest.raises(IndexError, match=r"^Target -9223372036854775808 is out of bounds"):
+            bce_fast.softmax_grad_hess(raw, y_bad)
+    with pytest.raises(IndexError, match=r"^Target 0 is out of bounds\.$"):
+        bce_fast.softmax_grad_hess(np.zeros((2, 0)), np.array([0, 0]))
     with pytest.raises(ValueError, match=r"raw: expected shape \(n, K\)"):
         bce_fast.softmax_grad_hess(raw[0], y)
     with pytest.raises(ValueError, match=r"y: expected shape \(6,\)"):

@@ -233,4 +233,19 @@ def sm_grad_hess_canonical(x, y):
     sample weights, or None."""
     if not _canonical_float(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
         return None
+    if type(y) is cnp.ndarray and _holds_int64_min(y):
+        return None         # the kernel would ignore those rows: the general path raises
     return _sm_indexed(BF_SM_CE, x, y, INT64_MIN, _RED_NONE, True, True)
+
+
+cdef bint _holds_int64_min(cnp.ndarray y):
+    """True if int64, C-contiguous `y` (as _sm_indexed takes it) holds INT64_MIN."""
+    if (cnp.PyArray_TYPE(y) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(y)
+            or not cnp.PyArray_ISALIGNED(y) or not cnp.PyArray_ISNOTSWAPPED(y)):
+        return False
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(y)
+    cdef int64_t j, n = cnp.PyArray_SIZE(y)
+    for j in range(n):
+        if tp[j] == INT64_MIN:
+            return True
+    return False

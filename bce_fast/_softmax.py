@@ -46,12 +46,14 @@ def _layout(shape, ax):
     return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
 
 
-def _pick_axis(axis, dim, default):
+def _pick_axis(x, axis, dim, default):
+    """The axis of a map: `dim` (PyTorch's name) if given, else `axis`;
+    None means every axis, as in scipy.special.softmax."""
     if dim is not None:
         if axis is not None and axis != default and axis != dim:
             raise TypeError(f"axis and dim are aliases; got axis={axis!r} and dim={dim!r}")
         return dim
-    return default if axis is None else axis
+    return tuple(range(max(np.ndim(x), 1))) if axis is None else axis
 
 
 # ------------------------------------------------------------------- maps
@@ -108,10 +110,10 @@ def softmax(x, axis=-1, out=None, *, dim=None):
     Parameters
     ----------
     x : array_like of float16, float32 or float64
-    axis : int or tuple of ints, default -1
+    axis : int, tuple of ints or None, default -1
         The class axis (a tuple: several axes whose entries together form the
-        classes, as in ``scipy.special.softmax``).  ``dim=`` is accepted as an
-        alias (PyTorch's name).
+        classes; None: all of them, as in ``scipy.special.softmax``).
+        ``dim=`` is accepted as an alias (PyTorch's name).
     out : ndarray, optional
         Output of ``x``'s shape and result dtype; may be ``x`` itself.
 
@@ -130,7 +132,7 @@ def softmax(x, axis=-1, out=None, *, dim=None):
     array([[0.09003057, 0.24472847, 0.66524096],
            [0.33333333, 0.33333333, 0.33333333]])
     """
-    return _map(_core.SM_SOFTMAX, x, _pick_axis(axis, dim, -1), out)
+    return _map(_core.SM_SOFTMAX, x, _pick_axis(x, axis, dim, -1), out)
 
 
 def log_softmax(x, axis=-1, out=None, *, dim=None):
@@ -144,9 +146,9 @@ def log_softmax(x, axis=-1, out=None, *, dim=None):
     Parameters
     ----------
     x : array_like of float16, float32 or float64
-    axis : int or tuple of ints, default -1
-        The class axis, or several axes forming the classes together;
-        ``dim=`` is an alias.
+    axis : int, tuple of ints or None, default -1
+        The class axis, or several axes forming the classes together (None:
+        all of them); ``dim=`` is an alias.
     out : ndarray, optional
         Output of ``x``'s shape and result dtype; may be ``x`` itself.
 
@@ -164,16 +166,20 @@ def log_softmax(x, axis=-1, out=None, *, dim=None):
     >>> bce_fast.log_softmax(np.array([20.0, 0.0, 0.0], dtype=np.float32))
     array([-4.1223074e-09, -2.0000000e+01, -2.0000000e+01], dtype=float32)
     """
-    return _map(_core.SM_LOG_SOFTMAX, x, _pick_axis(axis, dim, -1), out)
+    return _map(_core.SM_LOG_SOFTMAX, x, _pick_axis(x, axis, dim, -1), out)
 
 
 # ----------------------------------------------------------------- losses
 
 def _bad_target(t, C, ignore_index):
-    """IndexError naming the first class index outside [0, C)."""
+    """IndexError naming the first class index outside [0, C) (and not
+    ignore_index, unless that is None)."""
     flat = t.ravel()
     with np.errstate(invalid="ignore"):
-        bad = flat[(flat != ignore_index) & ((flat < 0) | (flat >= C))]
+        bad = (flat < 0) | (flat >= C)
+        if ignore_index is not None:
+            bad &= flat != ignore_index
+        bad = flat[bad]
     value = bad[0] if bad.size else "?"
     return IndexError(f"Target {value} is out of bounds.")
 
@@ -304,6 +310,10 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 if C else 0.0
             wk, den = _weights_near_one(wk, den)
         scale = 1.0 / den if den else 0.0
+        if not den and not prob and w is not None and valid.size:
+            # counted targets of total weight 0: the mean is 0/0 or +-inf and
+            # its gradient, as in PyTorch, w_t / 0 (NaN or +-inf on their rows)
+            scale = math.inf
     wsum = (float(C) if wk is None else float(np.sum(wk, dtype=np.float64))) if eps else 0.0
     # With smoothing, weights summing to over 2^100 times the mean's total
     # can put gradient entries past float32's range (each is at most about
@@ -318,6 +328,9 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     grad_buf = kernel_out(grad_out, x.shape, ct) if want_grad else None
     if prob and grad_buf is not None and np.shares_memory(grad_buf, pk):
         grad_buf = _core.empty(x.shape, ct)      # the kernel re-reads the target
+    if wk is not None and any(b is not None and np.shares_memory(b, wk)
+                              for b in (loss_buf, grad_buf)):
+        wk = wk.copy()          # an output that is the weight: read to the end
     if g_up is not None and grad_buf is not None and np.shares_memory(g_up, grad_buf):
         g_up = g_up.copy()
 
@@ -344,7 +357,8 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         loss = rt.type(total)
     else:
         den = npos if prob else wtotal
-        loss = rt.type(total / den if den else math.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = rt.type(np.float64(total) / den)       # 0 / 0 is NaN, as in PyTorch
     if not want_grad:
         return loss
     return loss, finish_out(grad_buf, grad_out, rt)
@@ -558,7 +572,11 @@ def softmax_grad_hess(raw, y, sample_weight=None):
             if t.dtype.kind == "f" and not np.array_equal(tk, t):
                 raise ValueError("y: expected integer class labels")
     else:
-        tk = _int64_targets(t, K, _NEVER)
+        tk = _int64_targets(t, K, None)
+    # The kernel ignores rows labelled _NEVER (it has no "ignore nothing");
+    # that label, like any with K = 0, is out of range
+    if n and (K == 0 or tk.min() == _NEVER):
+        raise _bad_target(tk, K, None)
     sw = None
     if sample_weight is not None:
         sw = numeric_array(sample_weight, "sample_weight")
@@ -573,5 +591,5 @@ def softmax_grad_hess(raw, y, sample_weight=None):
             ignore_index=_NEVER, grad=grad, hess=hess,
             grad_up=to_kernel(sw, ct))
         if status:
-            raise _bad_target(tk, K, _NEVER)
+            raise _bad_target(tk, K, None)
     return finish_out(grad, None, rt), finish_out(hess, None, rt)

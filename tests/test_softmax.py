@@ -179,6 +179,18 @@ def test_maps_over_axis_tuples_match_scipy(axes, rng):
         bce_fast.softmax(x, axis=(1, -3))
 
 
+def test_axis_none_is_every_axis(rng):
+    """axis=None as in scipy.special.softmax: the whole array is one row
+    (it once meant the last axis, silently)."""
+    sp = pytest.importorskip("scipy.special")
+    for shape in [(2, 3), (4,), (2, 3, 4), ()]:
+        x = logits(shape, np.float64, rng)
+        for fn in ("softmax", "log_softmax"):
+            got = getattr(bce_fast, fn)(x, axis=None)
+            np.testing.assert_allclose(got, getattr(sp, fn)(x, axis=None), rtol=1e-13,
+                                       atol=1e-14)
+
+
 def test_maps_out_in_place_and_layouts(rng):
     x = logits((8, 33), np.float32, rng)
     want = ref.log_softmax(x, axis=0)

@@ -137,8 +137,12 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
                 g_up = g_up.copy()
 
     xk, yk = to_kernel(x, ct), to_kernel(y, ct)
-    row, wk, w_so, w_si, pwk, pw_so, pw_si = side_layout(
-        [to_kernel(w, ct), to_kernel(pw, ct)], shape)
+    # BCE with logits takes grad_output into its kernel: where exp(-|x|) is
+    # subnormal, multiplying the finished gradient by more than 1 would
+    # magnify its rounding (float32 x = -103, grad_output 1e20: 24% low)
+    g_in = g_up if kind == _core.KIND_BCE_LOGITS else None
+    row, wk, w_so, w_si, pwk, pw_so, pw_si, guk, gu_so, gu_si = side_layout(
+        [to_kernel(w, ct), to_kernel(pw, ct), to_kernel(g_in, ct)], shape)
     # BCE on probabilities validates as it goes: an error must not leave an
     # input it was computing in place half overwritten.
     avoid = inputs if kind == _core.KIND_BCE else ()
@@ -148,8 +152,8 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
     total = 0.0
     if n:
         total = _core.elementwise(kind, xk, yk, wk, w_so, w_si, pwk, pw_so, pw_si,
-                                  row, out=loss_buf, grad=grad_buf, grad_scale=scale,
-                                  want_sum=reduction != "none")
+                                  guk, gu_so, gu_si, row, out=loss_buf, grad=grad_buf,
+                                  grad_scale=scale, want_sum=reduction != "none")
     if reduction == "none":
         loss = finish_out(loss_buf, out, rt)
     else:
@@ -157,7 +161,7 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
                        (np.nan if reduction == "mean" else total))
     if not want_grad:
         return loss
-    if g_up is not None:
+    if g_up is not None and g_in is None:
         np.multiply(grad_buf, g_up, out=grad_buf, casting="unsafe")
     return loss, finish_out(grad_buf, grad_out, rt)
 

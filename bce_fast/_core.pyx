@@ -49,6 +49,8 @@ cdef extern from "bf_kernels.h" nogil:
         int64_t w_so, w_si
         const void *pw
         int64_t pw_so, pw_si
+        const void *gu
+        int64_t gu_so, gu_si
         void *out
         void *grad
         void *hess
@@ -159,12 +161,14 @@ cpdef enum:
 def elementwise(int kind, cnp.ndarray x, y=None,
                 w=None, int64_t w_so=0, int64_t w_si=0,
                 pw=None, int64_t pw_so=0, int64_t pw_si=0,
+                gu=None, int64_t gu_so=0, int64_t gu_si=0,
                 int64_t row=1, out=None, grad=None, hess=None,
                 double grad_scale=1.0, bint want_sum=False):
     """Run one elementwise kernel; returns the loss sum (a float) or None.
 
-    x, y, out, grad, hess: n contiguous elements.  w, pw: side arrays read at
-    (i // row) * so + (i % row) * si (see bf_elementwise in bf_kernels.h).
+    x, y, out, grad, hess: n contiguous elements.  w, pw, gu: side arrays read
+    at (i // row) * so + (i % row) * si (see bf_elementwise in bf_kernels.h);
+    gu (grad_output) for KIND_BCE_LOGITS only.
     """
     cdef bf_elementwise p
     cdef int dt = _dtype_code(x)
@@ -172,7 +176,8 @@ def elementwise(int kind, cnp.ndarray x, y=None,
     cdef double total = 0.0
     cdef double *sum_ptr = &total if want_sum else NULL
     p.n = cnp.PyArray_SIZE(x)
-    if row < 1 or p.n % row != 0 or w_si not in (0, 1) or pw_si not in (0, 1):
+    if (row < 1 or p.n % row != 0 or w_si not in (0, 1) or pw_si not in (0, 1)
+            or gu_si not in (0, 1) or (gu is not None and kind != KIND_BCE_LOGITS)):
         raise SystemError("bce_fast internal error: bad row layout")
     p.row = row
     p.x = _buf(x, dt, p.n)
@@ -181,6 +186,8 @@ def elementwise(int kind, cnp.ndarray x, y=None,
     p.w_so, p.w_si = w_so, w_si
     p.pw = _buf(pw, dt, _side_need(p.n, row, pw_so, pw_si))
     p.pw_so, p.pw_si = pw_so, pw_si
+    p.gu = _buf(gu, dt, _side_need(p.n, row, gu_so, gu_si))
+    p.gu_so, p.gu_si = gu_so, gu_si
     p.out = _buf(out, dt, p.n)
     p.grad = _buf(grad, dt, p.n)
     p.hess = _buf(hess, dt, p.n)

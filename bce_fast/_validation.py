@@ -159,12 +159,16 @@ class Side:
 
 
 def side_layout(sides, shape):
-    """Common row length for the side arrays (materialising any that do not
-    fit it) and their kernel arguments, flattened as
-    ``row, [arr, so, si] * len(sides)`` (None entries read as 1)."""
+    """Common row length for the side arrays (C-contiguous, as to_kernel
+    gives them; materialising any that do not fit it) and their kernel
+    arguments, flattened as ``row, [arr, so, si] * len(sides)`` (None entries
+    read as 1)."""
     n = math.prod(shape)
     if all(s is None for s in sides):                   # the common case, kept cheap
         return [max(n, 1)] + [None, 0, 0] * len(sides)
+    if all(s is None or s.shape == tuple(shape) for s in sides):   # full arrays, as cheap
+        row = max(n, 1)
+        return [row] + [v for s in sides for v in ((None, 0, 0) if s is None else (s, row, 1))]
     present = [Side(s, shape) if s is not None else None for s in sides]
     rows = sorted({s.row for s in present if s is not None and s.row is not None})
     row = rows[0] if rows else max(n, 1)

@@ -143,9 +143,11 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
 
 /* ------------------------------------------------------- BCE with logits */
 
-/* `weighted` is a constant at each call site: without weight and pos_weight
- * the coefficients are 1 - y and y, and their sum is exactly 1. */
-static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighted,
+/* `weighted` is a constant at each call site: 0 without weight and
+ * pos_weight (the coefficients are 1 - y and y, and their sum is exactly 1),
+ * 1 with them, 2 with them and an upstream gradient u (grad_output), which
+ * multiplies the gradient. */
+static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T u, T gs, int weighted,
                                           T *loss, T *grad, T *hess)
 {
     T a = bf_fabs(x);
@@ -164,7 +166,7 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
     T big = (T)1 / d, small = e / d;            /* sigmoid(|x|), sigmoid(-|x|) */
     T s_pos = x >= 0 ? big : small;             /* sigmoid(x)  */
     T s_neg = x >= 0 ? small : big;             /* sigmoid(-x) */
-    *grad = gs * (c0 * s_pos - c1 * s_neg);
+    *grad = (weighted == 2 ? gs * u : gs) * (c0 * s_pos - c1 * s_neg);
     /* sigmoid(x) sigmoid(-x) = small (1 - small), one FMA: the product
      * big small carried the rounding of d = fl(1 + e) twice (4.2 ULP
      * measured, 2.9 now) */
@@ -177,20 +179,22 @@ static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T gs, int weighte
  * coefficient times 1 or times e:
  *   loss = (c0 + c1) e + t |x|,  hess = w e,
  *   grad = gs (x >= 0 ? c0 - c1 e : c0 e - c1).
- * bce_logits_elem's products of e by a weight above 1 magnify e's rounding
- * error (half its ULP: float32 1e20 sigmoid(-103) came out 24% low);
- * bf_mul_exp_neg rounds each once.  Unweighted, the coefficients 1 - y and y
- * do not magnify for targets in [0, 1], and the tail is left alone. */
+ * bce_logits_elem's products of e by a weight or upstream gradient above 1
+ * magnify e's rounding error (half its ULP: float32 1e20 sigmoid(-103) came
+ * out 24% low); bf_mul_exp_neg rounds each once.  Unweighted, the
+ * coefficients 1 - y and y do not magnify for targets in [0, 1], and the
+ * tail is left alone. */
 #define BF_TAIL_X ((T)(sizeof(T) == 4 ? 87.0 : 708.0))
 
-static inline void BF_FN(bce_logits_tail)(T x, T y, T w, T pw, T gs,
+static inline void BF_FN(bce_logits_tail)(T x, T y, T w, T pw, T u, T gs,
                                           T *loss, T *grad, T *hess)
 {
     T a = bf_fabs(x);
     T c0 = w * ((T)1 - y), c1 = (w * pw) * y;
     T t = x >= 0 ? c0 : c1;
+    T g0 = c0 * u, g1 = c1 * u;         /* u = 1 without an upstream gradient */
     *loss = bf_mul_exp_neg(c0 + c1, -a) + (t == 0 ? (T)0 : t * a);
-    *grad = gs * (x >= 0 ? c0 - bf_mul_exp_neg(c1, -a) : bf_mul_exp_neg(c0, -a) - c1);
+    *grad = gs * (x >= 0 ? g0 - bf_mul_exp_neg(g1, -a) : bf_mul_exp_neg(g0, -a) - g1);
     *hess = bf_mul_exp_neg(w, -a);
 }
 
@@ -200,13 +204,13 @@ static inline void BF_FN(bce_logits_tail)(T x, T y, T w, T pw, T gs,
  * loop's bits. */
 __attribute__((cold, noinline))
 static void BF_FN(bce_logits_fix_tail)(const T *x, const T *y, const T *w, const T *pw,
-                                       T gs, T *l, T *g, T *h, int64_t m)
+                                       const T *u, T gs, T *l, T *g, T *h, int64_t m)
 {
     for (int64_t i = 0; i < m; i++) {
         T lv, gv, hv, a = bf_fabs(x[i]);
         if (!(a > BF_TAIL_X && a - a == 0))        /* a - a: NaN for inf */
             continue;
-        BF_FN(bce_logits_tail)(x[i], y[i], w[i], pw[i], gs, &lv, &gv, &hv);
+        BF_FN(bce_logits_tail)(x[i], y[i], w[i], pw[i], u[i], gs, &lv, &gv, &hv);
         if (h == NULL)
             l[i] = lv;
         if (g != NULL)
@@ -228,13 +232,15 @@ static inline T BF_FN(abs_max)(T top, T v)
  * largest |x[i]| if weighted, else 0.  (The max on the side of the loop
  * costs the weighted kernels 2-4%; a separate pass over x cost 5-9%.) */
 static inline T BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const T *pw,
-                                       T gs, int weighted, T *l, T *g, T *h, int64_t m)
+                                       const T *u, T gs, int weighted, T *l, T *g, T *h,
+                                       int64_t m)
 {
     T lv, gv, hv, top = 0;
     if (g == NULL) {
 #pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], u[i], gs, weighted, &lv, &gv,
+                                   &hv);
             l[i] = lv;
             if (weighted)
                 top = BF_FN(abs_max)(top, x[i]);
@@ -242,7 +248,8 @@ static inline T BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const
     } else if (h == NULL) {
 #pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], u[i], gs, weighted, &lv, &gv,
+                                   &hv);
             l[i] = lv;
             g[i] = gv;
             if (weighted)
@@ -251,7 +258,8 @@ static inline T BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const
     } else {
 #pragma omp simd private(lv, gv, hv) reduction(max : top)
         for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], gs, weighted, &lv, &gv, &hv);
+            BF_FN(bce_logits_elem)(x[i], y[i], w[i], pw[i], u[i], gs, weighted, &lv, &gv,
+                                   &hv);
             g[i] = gv;
             h[i] = hv;
             if (weighted)
@@ -279,22 +287,25 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
     const T *x = (const T *)p->x, *y = (const T *)p->y;
     T *out = (T *)p->out, *grad = (T *)p->grad, *hess = (T *)p->hess;
     const T gs = (T)p->grad_scale;
-    const int weighted = p->w != NULL || p->pw != NULL;
+    /* 2: with an upstream gradient (the caller keeps it apart from every
+     * output), 1: with weights, 0: neither */
+    const int weighted = p->gu != NULL && grad != NULL ? 2 : p->w != NULL || p->pw != NULL;
     /* Weighted and in place, each tile's inputs are kept for
      * bce_logits_fix_tail */
     const int keep = weighted && BF_FN(writes_an_input)(p);
-    T wbuf[BF_TILE], pwbuf[BF_TILE], tmp[BF_TILE], xs[BF_TILE], ys[BF_TILE];
-    int wfilled = 0, pwfilled = 0;
+    T wbuf[BF_TILE], pwbuf[BF_TILE], ubuf[BF_TILE], tmp[BF_TILE], xs[BF_TILE], ys[BF_TILE];
+    int wfilled = 0, pwfilled = 0, ufilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL, *h = hess != NULL ? hess + off : NULL;
-        const T *xt = x + off, *yt = y + off, *w = NULL, *pw = NULL;
+        const T *xt = x + off, *yt = y + off, *w = NULL, *pw = NULL, *u = NULL;
         if (weighted) {
             w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
             pw = BF_SIDE(p->pw, p->pw_so, p->pw_si, p->row, off, m, pwbuf, &pwfilled);
+            u = BF_SIDE(p->gu, p->gu_so, p->gu_si, p->row, off, m, ubuf, &ufilled);
         }
         if (keep) {
             /* w and pw are copied into their buffers only where they are
@@ -307,11 +318,12 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
                 pw = memcpy(pwbuf, pw, (size_t)m * sizeof(T));
         }
         if (!weighted)
-            w = pw = xt;    /* never read unweighted: x stands in */
-        T top = weighted ? BF_FN(bce_logits_tile)(xt, yt, w, pw, gs, 1, l, g, h, m)
-                         : BF_FN(bce_logits_tile)(xt, yt, w, pw, gs, 0, l, g, h, m);
+            w = pw = u = xt;    /* never read unweighted: x stands in */
+        T top = weighted == 2 ? BF_FN(bce_logits_tile)(xt, yt, w, pw, u, gs, 2, l, g, h, m)
+                : weighted ? BF_FN(bce_logits_tile)(xt, yt, w, pw, u, gs, 1, l, g, h, m)
+                           : BF_FN(bce_logits_tile)(xt, yt, w, pw, u, gs, 0, l, g, h, m);
         if (top > BF_TAIL_X)
-            BF_FN(bce_logits_fix_tail)(xt, yt, w, pw, gs, l, g, h, m);
+            BF_FN(bce_logits_fix_tail)(xt, yt, w, pw, u, gs, l, g, h, m);
         if (partial != NULL)
             BF_FN(tile_lanes_add)(acc, l, m);
     }

@@ -30,7 +30,8 @@ enum { BF_F32 = 0, BF_F64 = 1 };
 
 /*
  * An elementwise problem over n contiguous elements of x (and y), with up to
- * two broadcast side arrays (weight, pos_weight).  The flat index i is seen as
+ * three broadcast side arrays (weight, pos_weight, and for BCE with logits
+ * the upstream gradient grad_output, which multiplies the gradient).  The flat index i is seen as
  * (r, c) = (i / row, i % row); a side array s is read at r*s_so + c*s_si with
  * s_si in {0, 1}, which covers scalars, full arrays, trailing-dimension
  * vectors (per class) and leading-dimension vectors (per sample) without
@@ -43,6 +44,8 @@ typedef struct {
     int64_t w_so, w_si;
     const void *pw;
     int64_t pw_so, pw_si;
+    const void *gu;
+    int64_t gu_so, gu_si;
     void *out;                  /* elementwise result (loss or map) or NULL */
     void *grad;                 /* elementwise gradient or NULL */
     void *hess;                 /* elementwise Hessian diagonal or NULL */

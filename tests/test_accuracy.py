@@ -283,6 +283,12 @@ def test_weight_times_a_subnormal_exp(dtype, isa):
                            ULP_BOUND["loss"], isa)
             _, h = bce_fast.logistic_grad_hess(x, y, sample_weight=w)
             assert_ulp(f"hess w={wv:g}", x, h, *e["hess", wv], dtype, ULP_BOUND["grad"], isa)
+            # an upstream gradient is the same factor for the gradient, and
+            # with weights of 1 the loss is the plain one
+            _, g_up = bce_fast.binary_cross_entropy_with_logits_and_grad(
+                x, y, reduction="none", grad_output=w)
+            assert_ulp(f"grad y={yv:g} grad_output={wv:g}", x, g_up,
+                       *e[f"grad y={yv:g}", wv], dtype, ULP_BOUND["grad"], isa)
 
 
 def test_float32_dense_random_sample(isa):

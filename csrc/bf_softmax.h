@@ -527,8 +527,10 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
          * row (long rows, where the 8-lane loop cost 4% of log_softmax at
          * 1000 classes) takes the scalar code of the same operations, so a
          * row's L is the same bits either way (the loss of a call with a
-         * gradient, which may group fewer rows, equals the loss without;
-         * a test checks it). */
+         * gradient, which may group fewer rows, equals the loss without
+         * where both take this kernel -- not below BF_SM_SMALL_LOSS_C*
+         * classes, where the loss alone goes column-wise and may differ in
+         * the last bit; a test checks it). */
         if (kind != BF_SM_SOFTMAX && G == 1) {
             Lv[0] = bf_log1p_pos_f64(sv[0]);
         } else if (kind != BF_SM_SOFTMAX) {

@@ -119,7 +119,7 @@ static inline T BF_FN(sigmoid_elem)(T x)
 static inline T BF_FN(log_sigmoid_elem)(T x)
 {
     T a = bf_fabs(x);
-    T l = bf_log1p_unit(bf_exp_neg_floor(-a, BF_EXP_FLOOR));
+    T l = bf_log1p_unit_ls(bf_exp_neg_floor(-a, BF_EXP_FLOOR));
     return -((x < 0 ? -x : (T)0) + l);
 }
 

@@ -300,7 +300,7 @@ static inline double bf_mul_exp_neg_f64(double c, double x)
  * degree 8 in s^2 -- fewer operations even with its division (12% faster
  * log_sigmoid and BCE-with-logits on Zen 4), and within 1.05 ULP instead of
  * 1.14 (against long double, 1.7e7 points dense and near 0, 1/2 and 1). */
-BF_ALWAYS_INLINE float bf_log1p_unit_f32(float e)
+BF_ALWAYS_INLINE float bf_log1p_unit_r_f32(float e)
 {
     float u = e - 0.5f;
     float r = -2.8359410353e-03f;
@@ -312,8 +312,27 @@ BF_ALWAYS_INLINE float bf_log1p_unit_f32(float e)
     r = r * u - 5.1082797348e-02f;
     r = r * u + 9.3229703605e-02f;
     r = r * u - 1.7922493815e-01f;
-    r = r * u + 3.7813958526e-01f;
-    return bf_fma(-(e * e), r, e);
+    return r * u + 3.7813958526e-01f;
+}
+
+BF_ALWAYS_INLINE float bf_log1p_unit_f32(float e)
+{
+    return bf_fma(-(e * e), bf_log1p_unit_r_f32(e), e);
+}
+
+/* The same, for log_sigmoid: without FMA, e - e^2 R takes three roundings,
+ * and log_sigmoid, which adds |x| with one more, measured 2.27 ULP near
+ * x = -0.02 on SSE2 (its bound is 2).  There the last step is taken in
+ * double (1.80 ULP; 24% slower, so not for BCE-with-logits, whose bound is
+ * 4 ULP).  With FMA it is bf_log1p_unit_f32 (1.78 ULP). */
+BF_ALWAYS_INLINE float bf_log1p_unit_ls_f32(float e)
+{
+#ifdef BF_HAVE_FMA
+    return bf_log1p_unit_f32(e);
+#else
+    double d = e;
+    return (float)(d - d * d * (double)bf_log1p_unit_r_f32(e));
+#endif
 }
 
 BF_ALWAYS_INLINE double bf_log1p_unit_f64(double e)
@@ -422,6 +441,8 @@ BF_ALWAYS_INLINE double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SP
 #define bf_mul_exp_neg(c, x) \
     _Generic((c), float: bf_mul_exp_neg_f32, double: bf_mul_exp_neg_f64)(c, x)
 #define bf_log1p_unit(x) _Generic((x), float: bf_log1p_unit_f32, double: bf_log1p_unit_f64)(x)
+#define bf_log1p_unit_ls(x) \
+    _Generic((x), float: bf_log1p_unit_ls_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)
 #define bf_log_unit(x) _Generic((x), float: bf_log_unit_f32, double: bf_log_unit_f64)(x)
 #define bf_log1p_pos(x) _Generic((x), float: bf_log1p_pos_f32, double: bf_log1p_pos_f64)(x)

@@ -84,12 +84,13 @@ static inline int64_t BF_FN(tile_len)(int64_t off, int64_t hi)
 
 /* acc[j] += the elements of v[0..n) at j mod BF_LANES (as BF_LANES_ADD); a
  * full tile is first summed in T by a fixed pairwise tree down to BF_LANES
- * values (in float32 at most four roundings on a lane).  Converting every
- * float32 loss to double on its way into acc cost 9% of BCE-with-logits on
- * Zen 4. */
-static inline void BF_FN(tile_lanes_add)(double *acc, const T *v, int64_t n)
+ * values (in float32 at most four roundings on a lane) unless `in_double`.
+ * Converting every float32 loss to double on its way into acc cost 9% of
+ * BCE-with-logits on Zen 4; what the tree costs in range is taken back by
+ * sums_in_double_if_inf. */
+static inline void BF_FN(tile_lanes_add)(double *acc, const T *v, int64_t n, int in_double)
 {
-    if (n != BF_TILE) {
+    if (n != BF_TILE || in_double) {
         BF_LANES_ADD(acc, v, n);
         return;
     }
@@ -281,7 +282,34 @@ static inline int BF_FN(writes_an_input)(const bf_elementwise *p)
     return hit;
 }
 
-static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+/* A chunk pass: losses summed into *partial with float32 tile trees unless
+ * in_double */
+typedef int (*BF_FN(pass_fn))(const void *prob, int64_t lo, int64_t hi, double *partial,
+                              int in_double);
+
+/* Run a chunk pass; if its sum came out +-inf, which a tile of float32
+ * losses near FLT_MAX reaches inside its tree where their mean is finite
+ * (float32 BCE-with-logits of 256 elements at 3e38: inf, not 3e38), run it
+ * again with the losses added in double -- when its inputs are intact
+ * (`intact`: no output is one of them).  A check per chunk; the rerun
+ * writes the same outputs again. */
+static int BF_FN(sums_in_double_if_inf)(BF_FN(pass_fn) pass, const void *prob, int64_t lo,
+                                        int64_t hi, double *partial, int intact)
+{
+    double part = 0.0;
+    int status = pass(prob, lo, hi, partial != NULL ? &part : NULL, 0);
+    if (sizeof(T) == 4 && partial != NULL && status == BF_OK && intact
+        && (part == __builtin_inf() || part == -__builtin_inf())) {
+        part = 0.0;
+        status = pass(prob, lo, hi, &part, 1);
+    }
+    if (partial != NULL)
+        partial[0] += part;
+    return status;
+}
+
+static int BF_FN(bce_logits_pass)(const void *prob, int64_t lo, int64_t hi, double *partial,
+                                  int in_double)
 {
     const bf_elementwise *p = (const bf_elementwise *)prob;
     const T *x = (const T *)p->x, *y = (const T *)p->y;
@@ -325,11 +353,17 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
         if (top > BF_TAIL_X)
             BF_FN(bce_logits_fix_tail)(xt, yt, w, pw, u, gs, l, g, h, m);
         if (partial != NULL)
-            BF_FN(tile_lanes_add)(acc, l, m);
+            BF_FN(tile_lanes_add)(acc, l, m, in_double);
     }
     if (partial != NULL)
         partial[0] += bf_lanes_total(acc);
     return BF_OK;
+}
+
+static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    return BF_FN(sums_in_double_if_inf)(BF_FN(bce_logits_pass), prob, lo, hi, partial,
+                                        !BF_FN(writes_an_input)((const bf_elementwise *)prob));
 }
 
 /* ---------------------------------------------------- BCE on probabilities */
@@ -396,7 +430,8 @@ static inline int BF_FN(outside_unit)(const T *v, int64_t m)
     return bad;
 }
 
-static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *partial,
+                           int in_double)
 {
     const bf_elementwise *p = (const bf_elementwise *)prob;
     const T *x = (const T *)p->x, *y = (const T *)p->y;
@@ -447,11 +482,17 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
             BF_FN(bce_tile)(xt, yt, xt, gs, 0, 0, l, g, m);
         }
         if (partial != NULL)
-            BF_FN(tile_lanes_add)(acc, l, m);
+            BF_FN(tile_lanes_add)(acc, l, m, in_double);
     }
     if (partial != NULL)
         partial[0] += bf_lanes_total(acc);
     return BF_OK;
+}
+
+/* The caller keeps outputs apart from the inputs (it validates as it goes) */
+static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
+{
+    return BF_FN(sums_in_double_if_inf)(BF_FN(bce_pass), prob, lo, hi, partial, 1);
 }
 
 #undef BF_SIDE

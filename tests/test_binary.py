@@ -610,6 +610,24 @@ def test_nan_and_inf_propagate():
     assert np.isnan(bce_fast.binary_cross_entropy_with_logits(xs, ys))
 
 
+@pytest.mark.parametrize("n", [255, 256, 1000, 70000])
+def test_float32_mean_of_losses_near_the_largest_float(n):
+    """The float32 tile sums overflow for losses near FLT_MAX whose mean is
+    finite (n >= 256 gave inf); such a chunk is summed again in double."""
+    big = np.float32(3e38)
+    x = np.full(n, big)
+    y = np.zeros(n, np.float32)
+    assert bce_fast.binary_cross_entropy_with_logits(x, y) == big
+    assert np.isinf(bce_fast.binary_cross_entropy_with_logits(x, y, reduction="sum"))
+    loss, g = bce_fast.binary_cross_entropy_with_logits_and_grad(x, y)
+    assert loss == big and np.all(g == np.float32(1 / n))
+    want = np.float32(float(big) * np.log(2))
+    p = np.full(n, 0.5, np.float32)
+    assert bce_fast.binary_cross_entropy(p, y, weight=np.full(n, big)) == want
+    # genuinely infinite losses stay so
+    assert np.isinf(bce_fast.binary_cross_entropy_with_logits(np.full(n, np.inf, np.float32), y))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_products_at_the_edges_of_the_range(dtype):
     """pw |x| can overflow where w pw |x| does not: the coefficient w pw is

@@ -100,6 +100,9 @@ def _eval(args):
         raise _UsageError("--out is only used with --reduction none")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise _UsageError(f"--chunk-size: expected an integer >= 1, got {args.chunk_size}")
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing <= 1:
+        raise _UsageError(f"--label-smoothing: expected a value in [0, 1], "
+                          f"got {args.label_smoothing}")
     kwargs = {}
     for opt, key, allowed in (("--weight", "weight", None),
                               ("--pos-weight", "pos_weight", ("binary_cross_entropy_with_logits",)),
@@ -174,7 +177,7 @@ def main(argv=None):
         return 0
     try:
         return _eval(args)
-    except _UsageError as exc:
+    except (_UsageError, ImportError) as exc:     # ImportError: --progress without tqdm
         parser.exit(2, f"{PROG} eval: error: {exc}\n")
     except (OSError, ValueError, TypeError, IndexError, KeyError,
             NotImplementedError, MemoryError) as exc:

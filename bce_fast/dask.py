@@ -76,10 +76,8 @@ def _binary_block(x, y, *sides, loss, keys, reduction, consts):
     kw.update(zip(keys, sides))
     if reduction == "none":
         return fn(x, y, reduction="none", **kw)
-    if x.dtype == np.float16:
-        x = x.astype(np.float32)   # keep the block sum out of float16
-    s = fn(x, y, reduction="sum", **kw)
-    return np.array([float(s), float(x.size)]).reshape((1,) * x.ndim + (2,))
+    from .stream import chunk_sum
+    return np.array([chunk_sum(fn, x, y, **kw), float(x.size)]).reshape((1,) * x.ndim + (2,))
 
 
 def _binary(name, input, target, reduction, **sides):
@@ -176,13 +174,11 @@ def _class_block(x, t, *, loss, reduction, probs, cax, kwargs):
     fn = _fn(loss)
     if reduction == "none":
         return fn(x, t, reduction="none", **kwargs)
-    if x.dtype == np.float16:
-        x = x.astype(np.float32)
-    s = float(fn(x, t, reduction="sum", **kwargs))
+    from .stream import _weight_total, chunk_sum
+    s = chunk_sum(fn, x, t, **kwargs)
     if probs:
         d = float(x.size // x.shape[cax]) if x.shape[cax] else 0.0
     else:
-        from .stream import _weight_total
         d = _weight_total(t, kwargs.get("weight"), kwargs.get("ignore_index", -100),
                           x.shape[cax])
     return np.array([s, d]).reshape((1,) * (x.ndim - 1) + (2,))

@@ -31,7 +31,9 @@ import math
 import os
 import struct
 import sys
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -174,7 +176,11 @@ class _StreamSource(_Source):
     def _read(self, nbytes):
         parts, left = [], nbytes
         while left > 0:
-            part = self.fp.read(min(left, 1 << 26))
+            try:
+                part = self.fp.read(min(left, 1 << 26))
+            except _UNREADABLE as exc:
+                raise ValueError(f"{self.name}: cannot read {self.path}:{self.member} "
+                                 f"({exc})") from None
             if not part:
                 raise ValueError(f"{self.name}: {self.path}:{self.member} is truncated")
             parts.append(part)
@@ -197,7 +203,9 @@ def _read_npy_header(fp, where):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except ValueError as exc:
+    except (ValueError, SyntaxError, tokenize.TokenError, *_UNREADABLE) as exc:
+        # NumPy parses the header with ast: a damaged one can raise
+        # SyntaxError or tokenize.TokenError as well as ValueError
         raise ValueError(f"{where}: not a readable .npy array ({exc})") from None
     return shape, fortran, np.dtype(dtype)
 
@@ -258,22 +266,32 @@ def _npz_source(path, key, name):
     return _WindowSource(path, base, shape, dtype, name)
 
 
+#: What reading a damaged file raises besides ValueError (an empty .npy, a
+#: truncated zip, a corrupt compressed member): reported as ValueError
+#: naming the argument.
+_UNREADABLE = (EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def open_source(spec, name):
     """A row-range reader for an array-like, a ``.npy`` path, an ``.npz``
     path holding one array, or ``(npz_path, key)``."""
     if isinstance(spec, _Source):
         return spec
+    key = None
     if (isinstance(spec, tuple) and len(spec) == 2
             and isinstance(spec[0], (str, os.PathLike)) and isinstance(spec[1], str)):
-        return _npz_source(spec[0], spec[1], name)
-    if isinstance(spec, (str, os.PathLike)):
-        path = os.fspath(spec)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{name}: no such file: {path}")
-        if zipfile.is_zipfile(path):
-            return _npz_source(path, None, name)
+        spec, key = spec
+    if not isinstance(spec, (str, os.PathLike)):
+        return _ArraySource(as_array(spec, name), name)
+    path = os.fspath(spec)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{name}: no such file: {path}")
+    try:
+        if key is not None or zipfile.is_zipfile(path):
+            return _npz_source(path, key, name)
         return _npy_source(path, name)
-    return _ArraySource(as_array(spec, name), name)
+    except _UNREADABLE as exc:
+        raise ValueError(f"{name}: cannot read {path} ({exc or type(exc).__name__})") from None
 
 
 def _side(spec, name, shape):
@@ -292,13 +310,18 @@ def _side(spec, name, shape):
 # ------------------------------------------------------------------ output
 
 class _NpyOut:
-    """A new ``.npy`` file written one row window at a time."""
+    """A new ``.npy`` file written one row window at a time, under a
+    temporary name beside it until :meth:`commit` moves it into place: the
+    path may name an input still being read (once, writing over it lost the
+    input and the losses both), and a failed run leaves no file that looks
+    complete (:meth:`discard`)."""
 
     def __init__(self, path, shape, dtype):
         self.path, self.shape, self.dtype = os.fspath(path), tuple(shape), np.dtype(dtype)
+        self.tmp = f"{self.path}.{os.getpid()}.part"
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype),
                   "fortran_order": False, "shape": self.shape}
-        with open(self.path, "wb") as fp:
+        with open(self.tmp, "wb") as fp:
             np.lib.format.write_array_header_1_0(fp, header)
             self.base = fp.tell()
             fp.truncate(self.base + math.prod(self.shape) * self.dtype.itemsize)
@@ -308,8 +331,29 @@ class _NpyOut:
         shape = (hi - lo,) + self.shape[1:]
         if hi <= lo or self.row_bytes == 0:
             return np.empty(shape, self.dtype)
-        return np.memmap(self.path, dtype=self.dtype, mode="r+", shape=shape,
+        return np.memmap(self.tmp, dtype=self.dtype, mode="r+", shape=shape,
                          offset=self.base + lo * self.row_bytes)
+
+    def commit(self):
+        os.replace(self.tmp, self.path)
+
+    def discard(self):
+        try:
+            os.remove(self.tmp)
+        except OSError:
+            pass
+
+
+def _out_array(out, shape, dtype):
+    """`out` checked as the array a ``'none'`` result goes into."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray or a .npy path, "
+                        f"got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out: expected shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out: expected dtype {dtype}, got {out.dtype}")
+    return out
 
 
 def _progress_bar(progress, total, desc):
@@ -387,6 +431,21 @@ def _check_shapes(name, x, t, kwargs):
     return cax, probs, rows
 
 
+def chunk_sum(fn, x, t, **kwargs):
+    """`fn`'s ``reduction='sum'`` over one chunk, as a float for adding in
+    float64.  float16 is computed in float32 (its sum would round to float16),
+    and a float32 sum past float32's range, where the kernel's double total
+    did not fit the result (weights near 1e36: an in-memory mean of 8e35
+    streamed as inf), is taken again in float64."""
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)
+    with np.errstate(over="ignore"):              # the float32 result's cast
+        s = fn(x, t, reduction="sum", **kwargs)
+    if s.dtype == np.float32 and np.isinf(s):
+        s = fn(x.astype(np.float64), t, reduction="sum", **kwargs)
+    return float(s)
+
+
 def _weight_total(t, weight, ignore_index, n_classes):
     """sum(w[y]) over the non-ignored class indices `t` of one chunk."""
     t = np.asarray(t).reshape(-1)
@@ -443,11 +502,16 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
             value = fn(xs, ts, reduction="none", **kwargs)
             dtype, shape, path = value.dtype, value.shape, None
             if isinstance(out, (str, os.PathLike)):
-                path = os.fspath(out)
-                np.save(path, value)
-                value = None
+                dest = _NpyOut(out, shape, dtype)
+                try:
+                    dest.rows(0, shape[0] if shape else 1).reshape(shape)[...] = value
+                except BaseException:
+                    dest.discard()
+                    raise
+                dest.commit()
+                value, path = None, dest.path
             elif out is not None:
-                np.copyto(out, value, casting="same_kind")
+                np.copyto(_out_array(out, shape, dtype), value)
                 value = out
             return StreamResult(value, math.nan, math.nan, n_terms, dtype, shape, path)
         value = fn(xs, ts, reduction=reduction, **kwargs)
@@ -465,8 +529,8 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
         kw = dict(kwargs)
         for key, src in sides.items():
             kw[key] = src.rows(lo, hi)
-        if reduction != "none" and xc.dtype == np.float16:
-            xc = xc.astype(np.float32)   # keep partial sums out of float16
+        if reduction == "sum":
+            return chunk_sum(fn, xc, tc, **kw), tc
         if out is not None:
             kw["out"] = out
         return fn(xc, tc, reduction=reduction, **kw), tc
@@ -488,17 +552,11 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
         elif isinstance(out, (str, os.PathLike)):
             dest = _NpyOut(out, out_shape, rt)
         else:
-            if not isinstance(out, np.ndarray):
-                raise TypeError(f"out: expected a numpy.ndarray or a .npy path, "
-                                f"got {type(out).__name__}")
-            if out.shape != tuple(out_shape):
-                raise ValueError(f"out: expected shape {tuple(out_shape)}, got {out.shape}")
-            if out.dtype != rt:
-                raise TypeError(f"out: expected dtype {rt}, got {out.dtype}")
-            dest = out
+            dest = _out_array(out, out_shape, rt)
 
     sums, weights, count = [], [], 0
     bar = _progress_bar(progress, n_rows, name)
+    done = False
     try:
         for lo in range(0, n_rows, chunk_size):
             hi = min(lo + chunk_size, n_rows)
@@ -509,7 +567,7 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
                     del window
                 else:
                     s, tc = call(lo, hi, "sum")
-                    sums.append(float(s))
+                    sums.append(s)
                     if name in _BINARY:
                         count += (hi - lo) * row_items
                     elif probs:
@@ -522,10 +580,15 @@ def run(loss, input, target, chunk_size=None, reduction="mean", out=None,
                 raise
             if bar is not None:
                 bar.update(hi - lo)
+        done = True
     finally:
         if bar is not None:
             bar.close()
         _close(x, t, *sides.values())
+        if isinstance(dest, _NpyOut) and done:
+            dest.commit()
+        elif isinstance(dest, _NpyOut):
+            dest.discard()
 
     if reduction == "none":
         if isinstance(dest, _NpyOut):

@@ -38,6 +38,7 @@ def files(tmp_path_factory):
     np.save(d / "xi.npy", x.astype(np.int32))
     np.save(d / "y_short.npy", y[:-1])
     np.savez(d / "both.npz", x=x, y=y)
+    (d / "empty.npy").write_bytes(b"")
     return d, x, y, pw, w
 
 
@@ -135,6 +136,9 @@ def test_eval_cross_entropy_options(tmp_path):
     ("bad-reduction", 2, "invalid choice: 'avg'"),
     ("no-target", 2, "the following arguments are required: --target"),
     ("bad-chunk", 2, "--chunk-size: expected an integer >= 1"),
+    ("smoothing", 2, "--label-smoothing: expected a value in [0, 1], got 1.5"),
+    ("empty-file", 1, "input: cannot read"),
+    ("missing-npz", 1, "target: no such file"),
     ("unknown-option", 2, "unrecognized arguments: --bogus"),
 ], ids=lambda v: v if isinstance(v, str) and " " not in v else "")
 def test_eval_errors(files, case, code, message):
@@ -152,6 +156,9 @@ def test_eval_errors(files, case, code, message):
         "bad-reduction": ["bce", "--input", x, "--target", y, "--reduction", "avg"],
         "no-target": ["bce", "--input", x],
         "bad-chunk": ["bce", "--input", x, "--target", y, "--chunk-size", 0],
+        "smoothing": ["ce", "--input", x, "--target", y, "--label-smoothing", 1.5],
+        "empty-file": ["bce_with_logits", "--input", d / "empty.npy", "--target", y],
+        "missing-npz": ["bce_with_logits", "--input", x, "--target", f"{d / 'no.npz'}:y"],
         "unknown-option": ["bce", "--input", x, "--target", y, "--bogus"],
     }[case]
     res = run("eval", *args)

@@ -239,6 +239,90 @@ def test_errors(tmp_path, rng):
         stream.evaluate("bce_with_logits", tmp_path / "cut.npy", y)
 
 
+def test_damaged_files_are_value_errors_naming_the_argument(tmp_path, rng):
+    """An empty .npy, a truncated zip, a damaged compressed member: each a
+    ValueError naming the argument (they raised EOFError, BadZipFile,
+    zlib.error or a tokenizer error, which the CLI printed as tracebacks)."""
+    x = rng.normal(size=4000).astype(np.float32)
+    y = (rng.random(4000) < 0.5).astype(np.float32)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.savez(tmp_path / "z.npz", x=x)
+    whole = (tmp_path / "z.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[:len(whole) // 2])
+    np.savez_compressed(tmp_path / "c.npz", x=x)
+    packed = (tmp_path / "c.npz").read_bytes()
+    for spec in (tmp_path / "empty.npy", (tmp_path / "cut.npz", "x"), tmp_path / "cut.npz"):
+        with pytest.raises(ValueError, match="input: "):
+            stream.evaluate("bce_with_logits", spec, y)
+    for pos in range(0, len(packed), len(packed) // 40):
+        damaged = bytearray(packed)
+        damaged[pos] ^= 0x5A
+        (tmp_path / "d.npz").write_bytes(bytes(damaged))
+        try:
+            got = stream.evaluate("bce_with_logits", (tmp_path / "d.npz", "x"), y)
+        except (ValueError, KeyError):
+            continue            # reported; or the damage missed what is read
+        assert np.isfinite(got) or np.isnan(got)
+    with pytest.raises(FileNotFoundError, match="target: no such file"):
+        stream.evaluate("bce_with_logits", x, (tmp_path / "nothere.npz", "y"))
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_out_path_may_name_an_input(tmp_path, rng, chunk):
+    """--out over the input file once zeroed it before reading it: the
+    result is written beside it and moved into place at the end."""
+    x = rng.normal(size=(300, 4))
+    y = (rng.random((300, 4)) < 0.5).astype(np.float64)
+    want = bce_fast.binary_cross_entropy_with_logits(x, y, reduction="none")
+    np.save(tmp_path / "x.npy", x)
+    got = stream.evaluate("bce_with_logits", tmp_path / "x.npy", y, chunk_size=chunk,
+                          reduction="none", out=tmp_path / "x.npy")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), want)
+    assert sorted(os.listdir(tmp_path)) == ["x.npy"]
+
+
+def test_failed_run_leaves_no_output_file(tmp_path, rng):
+    p = 1 / (1 + np.exp(-rng.normal(size=(50, 3))))
+    p[33, 1] = 1.5
+    with pytest.raises(ValueError, match=r"\(in rows 30:40 of 50\)"):
+        stream.evaluate("bce", p, np.zeros((50, 3)), chunk_size=10, reduction="none",
+                        out=tmp_path / "o.npy")
+    assert os.listdir(tmp_path) == []
+
+
+def test_one_call_path_out_as_the_chunked_one(tmp_path, rng):
+    """A (C,) input or axis=0 is evaluated in one call; its out= follows the
+    same rules (an exact path, a checked array)."""
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    t = rng.integers(0, 4, 6)
+    want = bce_fast.cross_entropy(x, t, axis=0, reduction="none")
+    got = stream.evaluate("ce", x, t, axis=0, reduction="none", out=tmp_path / "o4")
+    np.testing.assert_array_equal(got, want)
+    assert os.listdir(tmp_path) == ["o4"]
+    with pytest.raises(ValueError, match=r"out: expected shape \(6,\)"):
+        stream.evaluate("ce", x, t, axis=0, reduction="none", out=np.zeros((3, 6), np.float32))
+    with pytest.raises(TypeError, match="out: expected dtype float32"):
+        stream.evaluate("ce", x, t, axis=0, reduction="none", out=np.zeros(6))
+
+
+def test_float32_chunk_sums_past_float32_range(rng):
+    """Chunk sums are taken in float64 when float32 cannot hold them
+    (weights near 1e36: the in-memory mean 8e35 was streamed as inf)."""
+    x = rng.normal(size=100000).astype(np.float32)
+    y = (rng.random(100000) < 0.5).astype(np.float32)
+    w = np.full(100000, 1e36, np.float32)
+    want = bce_fast.binary_cross_entropy_with_logits(x, y, weight=w)
+    got = stream.evaluate("bce_with_logits", x, y, weight=w)
+    assert np.isfinite(got) and abs(got / want - 1) < 1e-6
+    xc = rng.normal(size=(1000, 5)).astype(np.float32)
+    t = rng.integers(0, 5, 1000)
+    wc = np.full(5, 1e36, np.float32)
+    want = bce_fast.cross_entropy(xc, t, weight=wc, reduction="mean")
+    got = stream.evaluate("ce", xc, t, weight=wc, chunk_size=400)
+    assert np.isfinite(got) and abs(got / want - 1) < 1e-6
+
+
 # ------------------------------------------------------------- progress
 
 def test_progress_bar_only_when_asked(rng, capsys):

@@ -199,8 +199,8 @@ def _index_loss(logp, target, weight, ignore_index, reduction, label_smoothing):
         return loss
     if reduction == "sum":
         return np.float64(loss.sum())
-    den = wt.sum()
-    return np.float64(loss.sum() / den) if den else np.float64(np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(loss.sum()) / wt.sum()        # 0/0 NaN, x/0 +-inf
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -290,9 +290,16 @@ def cross_entropy_grad(input, target, weight=None, ignore_index=-100, reduction=
     if eps:
         g = g + (eps / C) * (w.sum() * p - w) * valid[..., None]
     if reduction == "mean":
-        den = wt.sum()
-        g = g / den if den else np.zeros_like(g)
+        g = _mean_grad(g, wt.sum(), valid)
     return np.moveaxis(g, -1, ax)
+
+
+def _mean_grad(g, den, valid, where=True):
+    """g / den; with den = 0, NaN on the counted rows (at `where` in them)
+    and 0 on the others: the mean is undefined, its gradient too."""
+    if den:
+        return g / den
+    return np.where(valid[..., None] & where, np.nan, np.zeros_like(g))
 
 
 def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -303,10 +310,10 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     w = np.ones(C) if weight is None else _f64(weight)
     tc, valid = _checked_index(target, C, ignore_index)
     wt = np.where(valid, w[tc], 0.0) if C else np.zeros(np.shape(target))
-    g = -(wt[..., None] * (np.arange(C) == tc[..., None]))
+    onehot = np.arange(C) == tc[..., None]
+    g = -(wt[..., None] * onehot)
     if reduction == "mean":
-        den = wt.sum()
-        g = g / den if den else np.zeros_like(g)
+        g = _mean_grad(g, wt.sum(), valid, onehot)
     return np.moveaxis(g, -1, ax)
 
 

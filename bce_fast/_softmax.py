@@ -311,9 +311,10 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
             wk, den = _weights_near_one(wk, den)
         scale = 1.0 / den if den else 0.0
         if not den and not prob and w is not None and valid.size:
-            # counted targets of total weight 0: the mean is 0/0 or +-inf and
-            # its gradient, as in PyTorch, w_t / 0 (NaN or +-inf on their rows)
-            scale = math.inf
+            # counted targets of total weight 0: the mean is 0/0 or +-inf
+            # and its gradient undefined, NaN on their rows (PyTorch: NaN
+            # or +-inf), not a finite 0
+            scale = math.nan
     wsum = (float(C) if wk is None else float(np.sum(wk, dtype=np.float64))) if eps else 0.0
     # With smoothing, weights summing to over 2^100 times the mean's total
     # can put gradient entries past float32's range (each is at most about

@@ -38,7 +38,7 @@ def sigmoid(x, out=None):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, elementwise.
 
     Accurate to 2 ULP over the whole range, including the far left tail
-    (``sigmoid(-100)`` is 3.7e-44 in float32, where PyTorch returns 0).
+    (``sigmoid(-100)`` is 3.8e-44 in float32, where PyTorch returns 0).
     ``sigmoid(-inf) == 0``, ``sigmoid(inf) == 1``, NaN propagates.
 
     Parameters
@@ -131,8 +131,9 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
                 raise ValueError("grad_output: only used with reduction='none'")
             g_up = numeric_array(grad_output, "grad_output")
             check_broadcast(g_up, shape, "grad_output")
-            # Read after the kernel has written out/grad_out: keep a copy if
-            # it lives in either (e.g. grad_out=grad_output, in place).
+            # Read while (BCE with logits) or after (BCE) the kernel writes
+            # out/grad_out: keep a copy if it lives in either (e.g.
+            # grad_out=grad_output, in place).
             if any(b is not None and np.shares_memory(g_up, b) for b in (out, grad_out)):
                 g_up = g_up.copy()
 
@@ -193,8 +194,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
         dimensions (per class when shaped ``(C,)``), as in PyTorch.
     reduction : {'mean', 'sum', 'none'}
         ``'mean'`` is ``sum(l) / input.size`` (PyTorch's rule: not a weighted
-        mean).  Reduced results are NumPy scalars, summed in double precision
-        and bit-identical for any thread count.
+        mean).  Reduced results are NumPy scalars, summed in tiles in the
+        input's precision and then in double, bit-identical for any thread
+        count.
     out : ndarray, optional
         Output for ``reduction='none'``; may be `input` itself.
 

@@ -40,6 +40,9 @@ def elementwise(
     pw: _F | None = ...,
     pw_so: int = ...,
     pw_si: int = ...,
+    gu: _F | None = ...,       # grad_output (KIND_BCE_LOGITS only)
+    gu_so: int = ...,
+    gu_si: int = ...,
     row: int = ...,            # int64_t, divides x.size
     out: _F | None = ...,
     grad: _F | None = ...,

@@ -5,7 +5,6 @@ from ._softmax import cross_entropy, nll_loss
 
 class _Loss:
     _fn = None
-    _options = ()
 
     def __init__(self, **options):
         self.options = options

@@ -1,7 +1,10 @@
 """Pure-NumPy float64 references of the public functions (bottleneck's
-``slow/`` twin): same signatures and semantics as SEMANTICS.md, written for
-clarity, not speed.  The tests compare the kernels against them and the
-benchmark uses them as the NumPy baseline.
+``slow/`` twin): their signatures and semantics (SEMANTICS.md), written for
+clarity, not speed, for what the tests exercise through them -- a single
+integer class axis for the softmax maps (the tests reach axis tuples and
+None through SciPy), and ``out=`` is accepted and ignored.  The tests
+compare the kernels against them; the benchmark's NumPy baselines are the
+expressions users would write (bench/cases.py).
 
 Every reference computes in float64 whatever the input dtype and returns
 float64 (a NumPy float64 scalar for reduced losses); callers round to the

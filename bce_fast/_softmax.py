@@ -305,12 +305,12 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
         elif w is None:
             den = np.count_nonzero(tk != ignore_index)
         else:
-            valid = tk[tk != ignore_index]
-            den = float(np.sum(wk[np.clip(valid, 0, max(C - 1, 0))], dtype=np.float64)) \
+            counted = tk[tk != ignore_index]       # (out-of-range ones raise later)
+            den = float(np.sum(wk[np.clip(counted, 0, max(C - 1, 0))], dtype=np.float64)) \
                 if C else 0.0
             wk, den = _weights_near_one(wk, den)
         scale = 1.0 / den if den else 0.0
-        if not den and not prob and w is not None and valid.size:
+        if not den and not prob and w is not None and counted.size:
             # counted targets of total weight 0: the mean is 0/0 or +-inf
             # and its gradient undefined, NaN on their rows (PyTorch: NaN
             # or +-inf), not a finite 0

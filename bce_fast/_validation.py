@@ -129,7 +129,7 @@ def _merged_dims(arr, shape):
 
 
 class Side:
-    """A side array (weight, pos_weight) and how the kernel reads it."""
+    """A side array (weight, pos_weight, grad_output) and how the kernel reads it."""
 
     def __init__(self, arr, shape):
         self.arr = arr

@@ -3,7 +3,7 @@
 ``bce-fast eval LOSS --input X --target Y [...]``  evaluate a loss over
     ``.npy`` / ``.npz`` files in chunks (bce_fast.stream), printing the value
     or writing the per-element losses to ``--out``;
-``bce-fast info``   version, instruction set, OpenMP and threads;
+``bce-fast info``   version, instruction set, OpenMP, threads, output cache;
 ``bce-fast bench``  run the benchmark harness (bench/run.py of a source tree).
 
 Exit codes: 0 success, 1 a data error (missing or unreadable file, bad shape
@@ -76,9 +76,9 @@ def _build_parser():
     prog.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show it (default: only when stderr is a terminal)")
 
-    sub.add_parser("info", help="version, instruction set, OpenMP, threads",
+    sub.add_parser("info", help="version, instruction set, OpenMP, threads, output cache",
                    description="Print bce_fast's version, the instruction set in use, "
-                   "OpenMP support and the thread count.")
+                   "OpenMP support, the thread count and the output cache's state.")
 
     sub.add_parser("bench", help="run the benchmark (bench/run.py of a source tree)",
                    description="Run bench/run.py from the bce_fast source tree; any "

@@ -1,9 +1,10 @@
 """Out-of-core evaluation: any loss over arrays or ``.npy`` / ``.npz`` files,
 in chunks along the batch axis (axis 0), with bounded memory.
 
-Every loss reduces a chunk to exact partial sums, and the partials of all
-chunks are added in float64 with ``math.fsum`` (exactly rounded, so the order
-of chunks does not matter):
+Every loss reduces a chunk to partial sums (its kernel's sum, rounded to
+the result dtype; a float32 sum past float32's range is taken again in
+float64), and the partials of all chunks are added in float64 with
+``math.fsum`` (exactly rounded, so the order of chunks does not matter):
 
 =============================  ==============================  =================
 loss                           numerator per chunk             denominator
@@ -22,10 +23,12 @@ so results agree with the in-memory ones to the accuracy the kernels promise
 (relative 1e-12 in float64, 1e-6 in float32) and are bit-identical run to run
 for a given chunk size.
 
-Files are never mapped whole: a C-ordered ``.npy`` (or an uncompressed member
-of an ``.npz``) is mapped one chunk window at a time, and a compressed
-``.npz`` member is decompressed sequentially, so the address space used is a
-few chunks, whatever the file size.
+A C-ordered ``.npy`` (or an uncompressed member of an ``.npz``) is mapped
+one chunk window at a time, and a compressed ``.npz`` member is
+decompressed sequentially, so the address space used is a few chunks,
+whatever the file size.  Unusual layouts (Fortran order, 0-d, object
+arrays, format 3.0) are mapped by NumPy as a whole (an ``.npz`` member of
+that kind is read whole).
 """
 import math
 import os
@@ -76,19 +79,9 @@ def canonical_loss(name):
 
 
 def loss_function(name):
-    """The in-memory function for a canonical loss name.  The softmax family
-    may be missing from an older build: that raises ``NotImplementedError``."""
+    """The in-memory function for a canonical loss name."""
     import bce_fast
-    fn = getattr(bce_fast, name, None)
-    if fn is None:
-        try:
-            from bce_fast import _softmax
-        except ImportError:
-            _softmax = None
-        fn = getattr(_softmax, name, None)
-    if fn is None:
-        raise NotImplementedError(f"{name} is not available in this build of bce_fast")
-    return fn
+    return getattr(bce_fast, name)
 
 
 # ---------------------------------------------------------------- sources
@@ -102,10 +95,6 @@ class _Source:
     @property
     def ndim(self):
         return len(self.shape)
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
 
     def rows(self, lo, hi):
         raise NotImplementedError
@@ -612,7 +601,7 @@ def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,
     """Evaluate a loss over arrays or files in chunks of rows, with bounded memory.
 
     The batch axis (axis 0) is cut into chunks of `chunk_size` rows; each
-    chunk is reduced by the in-memory kernel to exact partial sums (loss sum
+    chunk is reduced by the in-memory kernel to partial sums (loss sum
     and weight total, see the module docstring) that are combined in float64
     with ``math.fsum``, so ``'mean'`` follows the in-memory definition for
     every option (class weights, ``ignore_index``, ``label_smoothing``,
@@ -657,7 +646,8 @@ def evaluate(loss, input, target, chunk_size=None, reduction="mean", out=None,
     Cross-entropy chunks along the batch axis; when the class axis is axis 0
     (1-D input, or ``axis=0``) the arrays are evaluated in one call.
     float32 partial sums are rounded to float32 per chunk before the float64
-    combination, which stays well inside the 1e-6 float32 contract.
+    combination, which stays well inside the 1e-6 float32 contract (a sum
+    past float32's range is taken again in float64).
 
     Examples
     --------

@@ -38,7 +38,7 @@
 #define BF_LOG_FLOOR ((T)bf_bce_log_floor)
 #define BF_DEN_FLOOR ((T)bf_bce_den_floor)
 
-/* Side-array values (weight, pos_weight) of the flat elements [off, off+m):
+/* Side-array values (weight, pos_weight, grad_output) of the flat elements [off, off+m):
  * the array itself where it is laid out like the input (so = row, si = 1),
  * else assembled in buf (BF_TILE long) one row segment at a time -- a row
  * reads either a run of the array (si = 1: a per-class vector, so = 0) or
@@ -144,10 +144,11 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
 
 /* ------------------------------------------------------- BCE with logits */
 
-/* `weighted` is a constant at each call site: 0 without weight and
- * pos_weight (the coefficients are 1 - y and y, and their sum is exactly 1),
- * 1 with them, 2 with them and an upstream gradient u (grad_output), which
- * multiplies the gradient. */
+/* `weighted` is a constant at each call site: 0 without weight, pos_weight
+ * and upstream gradient (the coefficients are 1 - y and y, and their sum is
+ * exactly 1); 1 with weight and/or pos_weight; 2 with an upstream gradient u
+ * (grad_output), which multiplies the gradient, weights or not (a missing
+ * one reads as 1). */
 static inline void BF_FN(bce_logits_elem)(T x, T y, T w, T pw, T u, T gs, int weighted,
                                           T *loss, T *grad, T *hess)
 {

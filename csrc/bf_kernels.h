@@ -24,6 +24,7 @@ enum {
     BF_ERR_DOMAIN = 1,          /* a probability outside [0, 1] or NaN */
     BF_ERR_INDEX = 2,           /* a class index outside [0, C), not ignore_index */
     BF_ERR_TARGET = 4,          /* a BCE target outside [0, 1] or NaN */
+    BF_ERR_CALLER = 8,          /* the caller's mistake (scratch missing) */
 };
 
 enum { BF_F32 = 0, BF_F64 = 1 };
@@ -164,7 +165,8 @@ int bf_run(bf_chunk_fn fn, const void *problem, int64_t units, int64_t unit_cost
 int bf_sigmoid(int dtype, const bf_elementwise *p);
 int bf_log_sigmoid(int dtype, const bf_elementwise *p);
 /* Loss sum into *sum when sum != NULL, elementwise losses into p->out when set,
- * gradient (times p->grad_scale) into p->grad when set. */
+ * gradient (times p->grad_scale, and for BCE with logits p->gu) into p->grad
+ * when set. */
 int bf_bce_logits(int dtype, const bf_elementwise *p, double *sum);
 int bf_bce(int dtype, const bf_elementwise *p, double *sum);
 int bf_logistic_grad_hess(int dtype, const bf_elementwise *p);

@@ -211,7 +211,8 @@ int bf_bce(int dtype, const bf_elementwise *p, double *sum)
     return bf_run(bf_current->bce[dtype], p, p->n, 1, sum != NULL, sum);
 }
 
+/* The BCE-with-logits kernel with p->hess set (and p->out not written) */
 int bf_logistic_grad_hess(int dtype, const bf_elementwise *p)
 {
-    return bf_run(bf_current->bce_logits[dtype], p, p->n, 1, 0, NULL);
+    return bf_bce_logits(dtype, p, NULL);
 }

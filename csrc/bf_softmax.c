@@ -28,7 +28,7 @@ int bf_softmax_run(int dtype, const bf_softmax *p, double *sums)
     int nsums = sums != NULL ? 2 : 0;
     if (bf_softmax_split(p)) {
         if (p->scratch == NULL)
-            return BF_ERR_DOMAIN;
+            return BF_ERR_CALLER;
         int64_t nb = (p->C + BF_SM_SPLIT_BLOCK - 1) / BF_SM_SPLIT_BLOCK;
         int status = bf_run(t->softmax_split_partial[dtype], p, p->outer * nb,
                             BF_SM_SPLIT_BLOCK, 0, NULL);

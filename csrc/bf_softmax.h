@@ -25,7 +25,8 @@
  *   s  = sum of e_c over all classes but one occurrence of m (computed as the
  *        sum over c with x_c != m, plus (count of x_c == m) - 1, so a
  *        confident row keeps its tiny s instead of losing it against 1);
- *   L  = log1p(s)                              (double, once per position)
+ *   L  = log1p(s)   (once per position; double in the row kernels, T in
+ *                    the column-wise ones)
  *   log_softmax_c = (x_c - m) - L,   softmax_c = e_c / (1 + s)
  *   CE(t)  = (m - x_t) + L    (both terms >= 0: no cancellation)
  *   smoothed CE = (1-eps) w_t CE(t) + eps/C (q + L W),  q = sum_c w_c (m - x_c),
@@ -53,7 +54,8 @@
  * Determinism: a row's sums use a fixed order whatever the vector width
  * (tiles of BF_TILE, 16 lanes in a tile, tile totals added in double in row
  * order; in the inner layout each position adds its classes in order), and
- * the losses of a chunk are added in position order in double.
+ * the losses of a chunk are added in double, in position order (row
+ * kernels) or by the fixed lane tree of bf_sm_dsum (column-wise ones).
  */
 
 #ifndef BF_SOFTMAX_PRIMITIVES
@@ -82,6 +84,28 @@ BF_ALWAYS_INLINE double bf_sum_err(double s, double v, double *err)
     return t;
 }
 
+/* The loss of a class-index row (see the top): w_t nll with nll = (m - x_t)
+ * + L, smoothed (1-eps) w_t nll + eps/C (q + L W).  One spelling for every
+ * kernel, FMAs written out, so that it does not depend on how a loop is
+ * contracted (nor a position's loss on whether it falls in a vector body or
+ * a remainder). */
+BF_ALWAYS_INLINE double bf_sm_ce_loss(double m, double xt, double L, double wt, double q,
+                                      double eps, double C, double wsum, int smooth)
+{
+    double nll = (m - xt) + L;
+    return smooth ? bf_fma((1.0 - eps) * wt, nll, eps / C * bf_fma(L, wsum, q)) : wt * nll;
+}
+
+/* The gradient at the target class of such a row, gs times
+ * -(1-eps) w_t (1 - p_t) + eps/C (W p_t - w_t), with 1 - p_t = ((1 - e_t) + s)
+ * / (1 + s) (no cancellation) and rinv = 1 / (1 + s). */
+BF_ALWAYS_INLINE double bf_sm_ce_grad_t(double gs, double wt, double et, double s, double rinv,
+                                        double eps, double C, double wsum, int smooth)
+{
+    double Bt = gs * (1.0 - eps) * wt, E = gs * eps / C;
+    return -Bt * (((1.0 - et) + s) * rinv) + (smooth ? E * (wsum * (et * rinv) - wt) : 0.0);
+}
+
 /* Sum of double v[0..n), n <= BF_TILE, in BF_LANES lanes and a fixed tree:
  * no chain of dependent additions through the whole block. */
 BF_ALWAYS_INLINE double bf_sm_dsum(const double *v, int64_t n)
@@ -97,6 +121,8 @@ BF_ALWAYS_INLINE double bf_sm_dsum(const double *v, int64_t n)
 #endif
 
 #define BF_SM_TWOSUM (sizeof(T) == 8)
+/* s + v, with the addition's rounding error added into *err in float64 */
+#define BF_SM_ADD(s, v, err) (BF_SM_TWOSUM ? bf_sum_err((s), (v), (err)) : (s) + (v))
 #define BF_SM_MAX BF_FN(sm_max)
 #define BF_SM_TSUM BF_FN(sm_tile_sum)
 #define BF_SM_ROW_SUMS BF_FN(sm_row_sums)
@@ -192,7 +218,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
     if (w == NULL && mode != BF_SM_SUMS_PLAIN)
         for (int64_t i = 0; i < BF_TILE; i++)
             ones[i] = 1;
-    double s = 0.0, sa = 0.0, sb = 0.0, es = 0.0, ea = 0.0, eb = 0.0;
+    double s = 0.0, sa = 0.0, sb = 0.0, err_s = 0.0, err_a = 0.0, err_b = 0.0;
     int64_t cnt = 0;
     for (int64_t c0 = 0; c0 < C; c0 += BF_TILE) {
         int64_t n = C - c0 < BF_TILE ? C - c0 : BF_TILE;
@@ -234,7 +260,7 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
                 ta[i] = wt[i] * (m - xi);
                 dt[i] = e;
             }
-            sa = BF_SM_TWOSUM ? bf_sum_err(sa, BF_SM_TSUM(ta, n), &ea) : sa + BF_SM_TSUM(ta, n);
+            sa = BF_SM_ADD(sa, BF_SM_TSUM(ta, n), &err_a);
         } else {
             const T *wt = w != NULL ? w + c0 : ones, *tt = tp + c0;
 #pragma omp simd reduction(+ : cnt_t)
@@ -249,16 +275,16 @@ static double BF_FN(sm_seg_sums)(const T *x, int64_t C, T m, T *dst, int mode, c
                 tb[i] = wtp;
                 dt[i] = e;
             }
-            sa = BF_SM_TWOSUM ? bf_sum_err(sa, BF_SM_TSUM(ta, n), &ea) : sa + BF_SM_TSUM(ta, n);
-            sb = BF_SM_TWOSUM ? bf_sum_err(sb, BF_SM_TSUM(tb, n), &eb) : sb + BF_SM_TSUM(tb, n);
+            sa = BF_SM_ADD(sa, BF_SM_TSUM(ta, n), &err_a);
+            sb = BF_SM_ADD(sb, BF_SM_TSUM(tb, n), &err_b);
         }
-        s = BF_SM_TWOSUM ? bf_sum_err(s, BF_SM_TSUM(te, nv), &es) : s + BF_SM_TSUM(te, nv);
+        s = BF_SM_ADD(s, BF_SM_TSUM(te, nv), &err_s);
         cnt += (int64_t)cnt_t;
     }
-    *a = BF_SM_TWOSUM ? sa + ea : sa;
-    *b = BF_SM_TWOSUM ? sb + eb : sb;
+    *a = BF_SM_TWOSUM ? sa + err_a : sa;
+    *b = BF_SM_TWOSUM ? sb + err_b : sb;
     *cntp = cnt;
-    return BF_SM_TWOSUM ? s + es : s;
+    return BF_SM_TWOSUM ? s + err_s : s;
 }
 
 /* s of a whole row (see top): the sum above plus (count of the max) - 1. */
@@ -305,7 +331,7 @@ static double BF_FN(sm_online_seg)(const T *x, int64_t C, T *mp, const T *next, 
             cnt_t += eq ? (T)1 : (T)0;
             te[i] = eq ? (T)0 : e;
         }
-        S = BF_SM_TWOSUM ? bf_sum_err(S, BF_SM_TSUM(te, n), &err) : S + BF_SM_TSUM(te, n);
+        S = BF_SM_ADD(S, BF_SM_TSUM(te, n), &err);
         cnt += (double)cnt_t;
     }
     *mp = m;
@@ -528,9 +554,11 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
          * 1000 classes) takes the scalar code of the same operations, so a
          * row's L is the same bits either way (the loss of a call with a
          * gradient, which may group fewer rows, equals the loss without
-         * where both take this kernel -- not below BF_SM_SMALL_LOSS_C*
-         * classes, where the loss alone goes column-wise and may differ in
-         * the last bit; a test checks it). */
+         * where both take this kernel -- not where the loss alone goes
+         * column-wise and the call with a gradient does not (classes from
+         * BF_SM_SMALL_FLAT_C + 1 to BF_SM_SMALL_FLAT_LOSS_C*, with smoothing
+         * from BF_SM_SMALL_C + 1 to BF_SM_SMALL_LOSS_C*), where the two may
+         * differ in the last bit; a test checks it). */
         if (kind != BF_SM_SOFTMAX && G == 1) {
             Lv[0] = bf_log1p_pos_f64(sv[0]);
         } else if (kind != BF_SM_SOFTMAX) {
@@ -621,10 +649,9 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
             }
 
             /* cross-entropy with a class index */
-            const double L = Lv[k], q = av[k];
-            double nll = ((double)m - (double)xtv[k]) + L;
-            double l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (q + L * wsum)
-                              : wt * nll;
+            const double L = Lv[k];
+            double l = bf_sm_ce_loss((double)m, (double)xtv[k], L, wt, av[k], eps, (double)C,
+                                     wsum, smooth);
             if (out != NULL)
                 out[r] = (T)l;
             sl += l;
@@ -654,8 +681,7 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                     for (int64_t i = 0; i < C; i++)
                         gr[i] = cp * gr[i];
                 }
-                gr[t] = (T)(-Bt * (((1.0 - et) + s) * rinv)
-                            + (smooth ? E * (wsum * (et * rinv) - wt) : 0.0));
+                gr[t] = (T)bf_sm_ce_grad_t(gs, wt, et, s, rinv, eps, (double)C, wsum, smooth);
             }
         }
     }
@@ -691,7 +717,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
     T st[BF_TILE], at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
     double s[BF_TILE], a[BF_TILE], b[BF_TILE], cnt[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
-    double es[BF_TILE], ea[BF_TILE], eb_[BF_TILE];  /* rounding errors of s, a, b */
+    double err_s[BF_TILE], err_a[BF_TILE], err_b[BF_TILE];   /* of s, a, b (TwoSum) */
     double wv[BF_TILE], lv[BF_TILE];              /* w[t] (0 if ignored), losses */
     int64_t tv[BF_TILE];
     double sl = 0.0, sw = 0.0;
@@ -772,7 +798,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     for (int64_t i = 0; i < n; i++)
         s[i] = a[i] = b[i] = cnt[i] = 0.0;
     for (int64_t i = 0; twosum && i < n; i++)
-        es[i] = ea[i] = eb_[i] = 0.0;
+        err_s[i] = err_a[i] = err_b[i] = 0.0;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t c1 = C - c0 < 16 ? C : c0 + 16;
         for (int64_t i = 0; i < n; i++)
@@ -826,26 +852,26 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         }
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            s[i] = twosum ? bf_sum_err(s[i], (double)st[i], &es[i]) : s[i] + (double)st[i];
+            s[i] = twosum ? bf_sum_err(s[i], (double)st[i], &err_s[i]) : s[i] + (double)st[i];
             cnt[i] += (double)ct[i];
         }
         if (want_a) {
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                a[i] = twosum ? bf_sum_err(a[i], (double)at[i], &ea[i]) : a[i] + (double)at[i];
+                a[i] = twosum ? bf_sum_err(a[i], (double)at[i], &err_a[i]) : a[i] + (double)at[i];
         }
         if (want_b) {
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                b[i] = twosum ? bf_sum_err(b[i], (double)bt[i], &eb_[i]) : b[i] + (double)bt[i];
+                b[i] = twosum ? bf_sum_err(b[i], (double)bt[i], &err_b[i]) : b[i] + (double)bt[i];
         }
     }
     if (twosum) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            s[i] += es[i];
-            a[i] += ea[i];
-            b[i] += eb_[i];
+            s[i] += err_s[i];
+            a[i] += err_a[i];
+            b[i] += err_b[i];
         }
     }
 #pragma omp simd
@@ -897,13 +923,8 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     } else {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            double L = etv[i];
-            double nll = ((double)m[i] - (double)xtv[i]) + L;
-            /* FMAs spelled out: a position's loss must not depend on
-             * whether it falls in the vector body or the remainder */
-            double l = smooth ? bf_fma((1.0 - eps) * wv[i], nll,
-                                       eps / (double)C * bf_fma(L, wsum, a[i]))
-                              : wv[i] * nll;
+            double l = bf_sm_ce_loss((double)m[i], (double)xtv[i], etv[i], wv[i], a[i], eps,
+                                     (double)C, wsum, smooth);
             lv[i] = tv[i] >= 0 ? l : 0.0;
         }
     }
@@ -966,10 +987,8 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     for (int64_t i = 0; i < n; i++) {
         if (tv[i] < 0)
             continue;
-        double wt = wv[i], rinv = 1.0 / (1.0 + s[i]);
-        double Bt = gsv[i] * (1.0 - eps) * wt, E = gsv[i] * eps / (double)C;
-        gb[tv[i] * cs + i] = (T)(-Bt * (((1.0 - etv[i]) + s[i]) * rinv)
-                                 + (smooth ? E * (wsum * (etv[i] * rinv) - wt) : 0.0));
+        gb[tv[i] * cs + i] = (T)bf_sm_ce_grad_t(gsv[i], wv[i], etv[i], s[i], 1.0 / (1.0 + s[i]),
+                                                eps, (double)C, wsum, smooth);
     }
 done:
     *slp += sl;
@@ -1013,9 +1032,11 @@ static int BF_FN(softmax_inner_chunk)(const void *prob, int64_t lo, int64_t hi, 
  * map outputs and gradients are transposed back (which also makes
  * out == x safe).  Tiles of 32 rows, as before, left sm_block's per-block
  * work dominant: 4096-element tiles made float32 cross-entropy 1.4x faster
- * at 3 and 10 classes, 1.2x at 21 and 32.  Plain losses take this kernel up
- * to 64 classes: 78 -> 41 ns a row at 40 classes, 64 -> 43 at 64; at 80 and
- * more the row kernel is faster again.
+ * at 3 and 10 classes, 1.2x at 21 and 32.  Which calls take it, by class
+ * count, is BF_SM_SMALL_* in bf_kernels.h: losses without a gradient longer
+ * than other calls (all of them were column-wise up to 64 classes once,
+ * 78 -> 41 ns a row at 40; since the flat row sweeps, plain ones up to
+ * BF_SM_SMALL_FLAT_LOSS_C*, smoothed ones up to BF_SM_SMALL_LOSS_C*).
  */
 static int BF_FN(softmax_small_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
 {
@@ -1188,9 +1209,8 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
             valid = !ign && !oob;
             if (valid) {
                 double wt = (double)BF_SM_W(w, t);
-                double nll = (m - f[(t / B) * BF_SM_SPLIT_FIELDS + 5]) + L;
-                l = smooth ? (1.0 - eps) * wt * nll + eps / (double)C * (a + L * p->wsum)
-                           : wt * nll;
+                l = bf_sm_ce_loss(m, f[(t / B) * BF_SM_SPLIT_FIELDS + 5], L, wt, a, eps,
+                                  (double)C, p->wsum, smooth);
                 sw += wt;
             }
         } else if (kind == BF_SM_CE_PROB) {
@@ -1292,14 +1312,14 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
                 g[i] = cp * g[i];
         }
         if (has_t)
-            g[t - c0] = (T)(-Bt * (((1.0 - et) + s) * rinv)
-                            + (smooth ? E * (p->wsum * (et * rinv) - wt) : 0.0));
+            g[t - c0] = (T)bf_sm_ce_grad_t(gs, wt, et, s, rinv, eps, (double)C, p->wsum, smooth);
     }
     return BF_OK;
 }
 
 #undef BF_SM_MAX
 #undef BF_SM_TWOSUM
+#undef BF_SM_ADD
 #undef BF_SM_TSUM
 #undef BF_SM_ROW_SUMS
 #undef BF_SM_EXPS

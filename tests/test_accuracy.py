@@ -31,7 +31,7 @@ IDS = ["f32", "f64"]
 # of two quotients by fl(1 + e), was 4.1-4.2 ULP off (2e6 points against long
 # double); +-ln 2, where exp(-|x|) crosses 1/2 and float64 log1p switches from
 # f = e to f = (e - 1)/2; where log_sigmoid without FMA took 2.27 ULP (an
-# audit's exhaustive float32 scan; 1.80 with its last step in double).
+# audit's exhaustive float32 scan; 1.80 there with its last step in double).
 _LN2 = float(np.log(2.0))
 HARD_LOGITS = {np.float32: [-4.158506, 4.150514, -1.9483833, 4.838834762573242,
                             -2.6459012031555176, -0.019062549],

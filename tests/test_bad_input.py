@@ -222,7 +222,6 @@ SPECS += [
 ]
 BY_NAME = {s.name: s for s in SPECS}
 BINARY = [s for s in SPECS if s.family == "binary"]
-SOFTMAX = [s for s in SPECS if s.family == "softmax"]
 WITH_REDUCTION = [s for s in SPECS if s.reduction]
 WITH_OUT = [(s, o) for s in SPECS for o in s.outs]
 CE_LIKE = [BY_NAME[n] for n in ("cross_entropy", "nll_loss", "cross_entropy_and_grad",

@@ -19,7 +19,6 @@ F = torch.nn.functional
 pytestmark = pytest.mark.torch
 
 REDUCTIONS = ["none", "mean", "sum"]
-TDTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 # Same-dtype agreement.  PyTorch's float32 BCE-with-logits loses the
 # absolute accuracy of its (1 - y) x + softplus(-x) form (~eps * |x|) and
 # its gradient cancels in sigmoid(x) - y, hence absolute floors.

@@ -18,7 +18,8 @@ from bce_fast import _reference as ref
 REDUCTIONS = ["none", "mean", "sum"]
 FLOATS = [np.float32, np.float64]
 FIDS = ["f32", "f64"]
-# rows of C <= 32 classes take the small-C (column-wise) kernel, wider ones the row kernel
+# rows of up to 15 classes take the small-C (column-wise) kernel, 40 and 50 the flat
+# row sweep, 300 the row kernel (thresholds: BF_SM_SMALL_* in csrc/bf_kernels.h)
 SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 7, 3, 5), (2, 3, 2, 2, 2), (6, 1), (0, 4), (3, 300),
           (200, 3), (40, 50)]
 SIDS = ["C", "NC", "NCd", "NCdd", "NCddd", "C1", "N0", "wide", "tall", "mid"]

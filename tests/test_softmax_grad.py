@@ -13,7 +13,8 @@ from bce_fast import _reference as ref
 REDUCTIONS = ["none", "mean", "sum"]
 FLOATS = [np.float32, np.float64]
 FIDS = ["f32", "f64"]
-# C <= 32 rows go column-wise (small-C kernel); (3, 45) and (45,) take the row kernel
+# rows of up to 15 classes go column-wise (small-C kernel; up to 32 with smoothing or
+# probability targets); (3, 45) and (45,) take the row kernel
 SHAPES = [(7,), (5, 7), (3, 7, 4), (2, 3, 2, 2, 2), (4, 1), (0, 3), (3, 45), (45,)]
 SIDS = ["C", "NC", "NCd", "NCddd", "C1", "N0", "wide", "C45"]
 

@@ -14,7 +14,6 @@
   falls back to one thread there) instead of hanging; a timeout turns a hang
   into a failure.
 """
-import json
 import os
 import select
 import signal

@@ -61,6 +61,13 @@ extern const double bf_exp_floor_f64;         /* -746 */
 extern const float bf_bce_log_floor;          /* -100: PyTorch's clamp of log p */
 extern const float bf_bce_den_floor;          /* 1e-12: its clamp of p (1 - p) */
 
+/* ln 2 = HI + LO, HI with trailing zero bits so that n HI is exact for every
+ * n a reduction meets (9 significant bits in float32, 32 in float64) */
+#define BF_LN2_HI_F32 0.693359375f
+#define BF_LN2_LO_F32 -2.12194440e-4f
+#define BF_LN2_HI_F64 6.93147180369123816490e-01
+#define BF_LN2_LO_F64 1.90821492927058770002e-10
+
 static inline uint32_t bf_bits_f32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float bf_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 static inline uint64_t bf_bits_f64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
@@ -157,8 +164,8 @@ BF_ALWAYS_INLINE double bf_log1p_pos_f64(double x)
     double k;
     double f = bf_log_split_f64(u, 0.0, &k);
     double c = (x - (u - 1.0)) / u;
-    double y = k * 6.93147180369123816490e-01
-               + (bf_log_reduced_f64(f) + (c + k * 1.90821492927058770002e-10));
+    double y = k * BF_LN2_HI_F64
+               + (bf_log_reduced_f64(f) + (c + k * BF_LN2_LO_F64));
     y = u == __builtin_inf() ? u : y;
     return x != x ? x : y;
 }
@@ -169,7 +176,7 @@ BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
     float k;
     float f = bf_log_split_f32(u, 0.0f, &k);
     float c = (x - (u - 1.0f)) / u;
-    float y = k * 0.693359375f + (bf_log_reduced_f32(f) + (c + k * -2.12194440e-4f));
+    float y = k * BF_LN2_HI_F32 + (bf_log_reduced_f32(f) + (c + k * BF_LN2_LO_F32));
     y = u == __builtin_inff() ? u : y;
     return x != x ? x : y;
 }
@@ -207,8 +214,8 @@ BF_ALWAYS_INLINE float bf_exp_neg_floor_f32(float x, float lo)
     float t = xc * 1.44269504088896341f + magic;
     float n = t - magic;
     int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
+    float r = xc - n * BF_LN2_HI_F32;
+    r = r - n * BF_LN2_LO_F32;
     float r2 = r * r;
     float q0 = 1.6666521132e-1f * r + 4.9999994040e-1f;
     float q1 = 8.3686970174e-3f * r + 4.1668381542e-2f;
@@ -229,8 +236,8 @@ BF_ALWAYS_INLINE double bf_exp_neg_parts_f64(double x, int64_t *k)
     double t = x * 1.4426950408889634074 + magic;
     double n = t - magic;
     *k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
-    double r = x - n * 6.93147180369123816490e-01;
-    r = r - n * 1.90821492927058770002e-10;
+    double r = x - n * BF_LN2_HI_F64;
+    r = r - n * BF_LN2_LO_F64;
     double r2 = r * r, r4 = r2 * r2;
     double q0 = 0.1666666666666641336 * r + 0.50000000000000106251;
     double q1 = 0.0083333333334939821945 * r + 0.041666666666530208224;
@@ -341,8 +348,8 @@ BF_ALWAYS_INLINE double bf_log1p_unit_f64(double e)
     int half = e > 0.5;
     double f = half ? (e - 1.0) * 0.5 : e;
     double k = half ? 1.0 : 0.0;
-    return k * 6.93147180369123816490e-01
-           + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
+    return k * BF_LN2_HI_F64
+           + (bf_log_reduced_f64(f) + k * BF_LN2_LO_F64);
 }
 
 /* num / (1 + e) for e in [0, 1]: the last step of sigmoid, rounded once more
@@ -403,15 +410,15 @@ BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
 {
     float k;
     float f = bf_log_split_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
-    return k * 0.693359375f + (bf_log_reduced_f32(f) + k * -2.12194440e-4f);
+    return k * BF_LN2_HI_F32 + (bf_log_reduced_f32(f) + k * BF_LN2_LO_F32);
 }
 
 BF_ALWAYS_INLINE double bf_log_unit_f64(double z)
 {
     double k;
     double f = bf_log_split_f64(__builtin_fabs(z), 0.0, &k);
-    return k * 6.93147180369123816490e-01
-           + (bf_log_reduced_f64(f) + k * 1.90821492927058770002e-10);
+    return k * BF_LN2_HI_F64
+           + (bf_log_reduced_f64(f) + k * BF_LN2_LO_F64);
 }
 
 /* log(1 - p) for p in [0, 1], without a division: s = fl(1 - p) and its

@@ -41,6 +41,14 @@ def _axis(axis, ndim, name="axis"):
     return ax % ndim
 
 
+def class_axis(axis, ndim):
+    """The class axis of a cross-entropy input of `ndim` >= 1 dimensions:
+    `axis` if given (an integer in range, else TypeError / ValueError naming
+    it), else PyTorch's: 1, or 0 for a 1-D input.  Also what bce_fast.stream
+    and bce_fast.dask check whole arrays with."""
+    return _axis((1 if ndim > 1 else 0) if axis is None else axis, ndim)
+
+
 def _layout(shape, ax):
     """(outer, C, inner) of `shape` around axis `ax`."""
     return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
@@ -233,7 +241,7 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     x = float_array(input, "input")
     if x.ndim == 0:
         raise ValueError("input: expected at least 1 dimension (the classes), got a 0-d array")
-    ax = _axis((1 if x.ndim > 1 else 0) if axis is None else axis, x.ndim)
+    ax = class_axis(axis, x.ndim)
     outer, C, inner = _layout(x.shape, ax)
     pshape = x.shape[:ax] + x.shape[ax + 1:]
     npos = outer * inner

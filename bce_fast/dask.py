@@ -18,6 +18,7 @@ Dask is imported on first use, not when ``bce_fast`` is imported.
 """
 import numpy as np
 
+from ._softmax import class_axis
 from ._validation import (check_broadcast, check_float, check_numeric, check_reduction,
                           compute_dtypes)
 
@@ -192,13 +193,7 @@ def _classes(name, input, target, reduction, **kwargs):
     if x.ndim == 0:
         raise ValueError("input: expected at least 1 dimension (classes), got a 0-d array")
     nd = x.ndim
-    axis = kwargs.get("axis")
-    if axis is None:
-        cax = 1 if nd >= 2 else 0
-    else:
-        if not -nd <= axis < nd:
-            raise ValueError(f"axis: {axis} is out of bounds for input of dimension {nd}")
-        cax = axis % nd
+    cax = class_axis(kwargs.get("axis"), nd)
     if len(x.chunks[cax]) > 1:
         x = x.rechunk({cax: -1})   # each row's classes must sit in one block
     probs = name == "cross_entropy" and t.dtype.kind == "f"

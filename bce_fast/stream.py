@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from ._softmax import class_axis
 from ._validation import as_array, check_broadcast, check_reduction
 
 __all__ = ["evaluate", "LOSSES"]
@@ -385,17 +386,6 @@ def _close(*sources):
             src.close()
 
 
-def _class_axis(ndim, kwargs):
-    axis = kwargs.get("axis")
-    if axis is None:
-        return 1 if ndim >= 2 else 0
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        return None  # let the loss function report it
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis: {axis} is out of bounds for input of dimension {ndim}")
-    return int(axis) % ndim
-
-
 def _check_shapes(name, x, t, kwargs):
     """Whole-array shape checks (the per-chunk calls would only see the
     chunk's shapes).  Returns (class axis or None, probability targets?,
@@ -407,9 +397,7 @@ def _check_shapes(name, x, t, kwargs):
         return None, False, x.shape
     if x.ndim == 0:
         raise ValueError("input: expected at least 1 dimension (classes), got a 0-d array")
-    cax = _class_axis(x.ndim, kwargs)
-    if cax is None:
-        return None, False, x.shape
+    cax = class_axis(kwargs.get("axis"), x.ndim)
     rows = x.shape[:cax] + x.shape[cax + 1:]
     probs = name == "cross_entropy" and t.dtype.kind == "f"
     want = x.shape if probs else rows

@@ -805,7 +805,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             st[i] = at[i] = bt[i] = ct[i] = 0;
         for (int64_t c = c0; c < c1; c++) {
             const T *xc = xb + c * cs;
-            T *ec = eb != NULL ? eb + c * cs : Lv;
+            T *ec = eb != NULL ? eb + c * cs : Lv;   /* Lv: scratch for exps kept nowhere */
             if (kind == BF_SM_CE_PROB) {
                 const T *tc = pb + c * cs;
                 T wc = BF_SM_W(w, c);
@@ -881,13 +881,14 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     }
 
     if (kind == BF_SM_SOFTMAX) {
+        T *rinv = Lv;                            /* 1 / (1 + s), in L's buffer */
         for (int64_t i = 0; i < n; i++)
-            Lv[i] = (T)(1.0 / (1.0 + s[i]));
+            rinv[i] = (T)(1.0 / (1.0 + s[i]));
         for (int64_t c = 0; c < C; c++) {
             T *oc = ob + c * cs;
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                oc[i] = oc[i] * Lv[i];
+                oc[i] = oc[i] * rinv[i];
         }
         goto done;
     }
@@ -960,10 +961,11 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         etv[i] = ok ? (double)gb[(ok ? tv[i] : 0) * cs + i] : 0.0;
     }
     if (hb != NULL) {                            /* gs p (1 - p), 1 - p = ((1 - e) + s) / (1 + s) */
+        T *rinv = Gv, *st_ = Lv, *gst = xtv;     /* buffers done with, under these names here */
         for (int64_t i = 0; i < n; i++) {
-            Gv[i] = (T)(1.0 / (1.0 + s[i]));
-            Lv[i] = (T)s[i];
-            xtv[i] = tv[i] >= 0 ? (T)gsv[i] : (T)0;
+            rinv[i] = (T)(1.0 / (1.0 + s[i]));
+            st_[i] = (T)s[i];
+            gst[i] = tv[i] >= 0 ? (T)gsv[i] : (T)0;
         }
         for (int64_t c = 0; c < C; c++) {
             const T *gc = gb + c * cs;
@@ -971,7 +973,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
 #pragma omp simd
             for (int64_t i = 0; i < n; i++) {
                 T e = gc[i];
-                hc[i] = xtv[i] * ((e * Gv[i]) * ((((T)1 - e) + Lv[i]) * Gv[i]));
+                hc[i] = gst[i] * ((e * rinv[i]) * ((((T)1 - e) + st_[i]) * rinv[i]));
             }
         }
     }

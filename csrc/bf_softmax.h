@@ -373,7 +373,8 @@ static double BF_FN(sm_max_sums)(const T *x, int64_t C, T *mp, const T *next)
  * and NaN alone may count none): only otherwise are rows counted one by
  * one.  The next nnext rows are prefetched, as in sm_seg_sums.
  */
-__attribute__((noinline)) static void BF_FN(sm_flat_sweep)(const T *xg, int64_t C, int64_t ng, int64_t nnext, T *dst,
+__attribute__((noinline))
+static void BF_FN(sm_flat_sweep)(const T *xg, int64_t C, int64_t ng, int64_t nnext, T *dst,
                                  T *mv, double *sv)
 {
     T mexp[BF_SM_GROUP * BF_SM_FLAT_BYTES / sizeof(T)];
@@ -427,7 +428,8 @@ __attribute__((noinline)) static void BF_FN(sm_flat_sweep)(const T *xg, int64_t 
 }
 
 /* Softmax's writes for a group of sm_flat_sweep: e_c / (1 + s) as one loop. */
-__attribute__((noinline)) static void BF_FN(sm_flat_scale)(T *og, int64_t C, int64_t ng, const double *sv)
+__attribute__((noinline))
+static void BF_FN(sm_flat_scale)(T *og, int64_t C, int64_t ng, const double *sv)
 {
     T f[BF_SM_GROUP * BF_SM_FLAT_BYTES / sizeof(T)];
     for (int64_t k = 0; k < ng; k++) {

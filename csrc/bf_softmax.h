@@ -80,7 +80,8 @@ enum { BF_SM_SUMS_PLAIN, BF_SM_SUMS_SMOOTH, BF_SM_SUMS_PROB };
 BF_ALWAYS_INLINE double bf_sum_err(double s, double v, double *err)
 {
     double t = s + v, vv = t - s;
-    *err += (s - (t - vv)) + (v - vv);
+    double e = (s - (t - vv)) + (v - vv);
+    *err += e - e == 0 ? e : 0.0;       /* an infinite sum has no error to keep (inf - inf) */
     return t;
 }
 

@@ -291,6 +291,26 @@ def test_random_rows_within_contract_ulps(dtype, C, layout, rng):
         assert abs(float(ce[r]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
+@pytest.mark.parametrize("C", [5, 17, 300, 20000, 70000])
+def test_minus_inf_logit_under_smoothing_is_an_infinite_loss(dtype, C):
+    """A -inf logit (a masked class) that smoothing or a probability target
+    puts weight on gives +inf, as in PyTorch; the float64 compensated sums
+    once made it NaN (inf - inf in their error term) from 17 classes on."""
+    x = np.zeros((2, C), dtype)
+    x[0, 1] = x[1, C - 1] = -np.inf
+    t = np.array([0, 0])
+    p = np.full((2, C), 1.0 / C, dtype)
+    for xs, ts, ps, kw in [(x, t, p, {}),
+                           (np.ascontiguousarray(x.T[None]), t[None], p.T[None].copy(),
+                            {"axis": 1})]:
+        for got in (bce_fast.cross_entropy(xs, ts, label_smoothing=0.1, reduction="none", **kw),
+                    bce_fast.cross_entropy_and_grad(xs, ts, label_smoothing=0.1,
+                                                    reduction="none", **kw)[0],
+                    bce_fast.cross_entropy(xs, ps, reduction="none", **kw)):
+            np.testing.assert_array_equal(got, np.inf)
+
+
 @pytest.mark.parametrize("layout", ["rows", "axis0"])
 def test_float64_many_classes_within_contract_ulps(layout):
     """The error of a row's sum must not grow with its length: float64

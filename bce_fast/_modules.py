@@ -4,13 +4,26 @@ from ._softmax import cross_entropy, nll_loss
 
 
 class _Loss:
+    """Options are attributes, as on torch.nn's loss modules (``reduction``,
+    ``weight``, ...); changing one changes later calls.  ``options`` is
+    them as a dict; ``forward`` is the call."""
+
     _fn = None
 
     def __init__(self, **options):
-        self.options = options
+        self._names = tuple(options)
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    @property
+    def options(self):
+        return {name: getattr(self, name) for name in self._names}
 
     def __call__(self, input, target, **kwargs):
         return type(self)._fn(input, target, **{**self.options, **kwargs})
+
+    def forward(self, input, target):
+        return self(input, target)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.options.items())

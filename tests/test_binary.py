@@ -666,6 +666,31 @@ def test_loss_modules(rng):
         bce_fast.BCEWithLogitsLoss(reduction="avg")(lg, y)
 
 
+
+def test_loss_module_options_are_attributes(rng):
+    """As on torch.nn's modules: options read and set as attributes
+    (reduction, weight, ignore_index, label_smoothing, pos_weight), and
+    forward()."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((5, 4))
+    t = rng.integers(0, 4, 5)
+    w = rng.uniform(0.5, 2.0, 4)
+    m = bce_fast.CrossEntropyLoss(weight=w, label_smoothing=0.1, ignore_index=2)
+    tm = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(w), label_smoothing=0.1,
+                                   ignore_index=2)
+    for name in ("reduction", "ignore_index", "label_smoothing"):
+        assert getattr(m, name) == getattr(tm, name)
+    assert m.weight is w
+    m.reduction = tm.reduction = "sum"
+    want = tm(torch.from_numpy(x), torch.from_numpy(t)).item()
+    assert abs(m.forward(x, t) - want) <= 1e-12 * abs(want)
+    assert m.options["reduction"] == "sum" and repr(m).startswith("CrossEntropyLoss(weight=")
+    pw = np.array([1.0, 2.0, 3.0, 4.0])
+    b = bce_fast.BCEWithLogitsLoss(pos_weight=pw)
+    assert b.pos_weight is pw and b.reduction == "mean" and b.weight is None
+    assert bce_fast.NLLLoss().ignore_index == -100 and bce_fast.BCELoss().reduction == "mean"
+
+
 # --------------------------------------------- determinism, threads, ISAs
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._validation import (check_broadcast, check_out, check_reduction,
                           compute_dtypes, finish_out, float_array, kernel_out,
-                          numeric_array, reduction_code, side_layout, to_kernel)
+                          numeric_array, reduced, reduction_code, side_layout, to_kernel)
 
 __all__ = [
     "sigmoid", "log_sigmoid",
@@ -158,8 +158,8 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
     if reduction == "none":
         loss = finish_out(loss_buf, out, rt)
     else:
-        loss = rt.type(total / n if reduction == "mean" and n else
-                       (np.nan if reduction == "mean" else total))
+        loss = reduced(total / n if reduction == "mean" and n else
+                       (np.nan if reduction == "mean" else total), rt)
     if not want_grad:
         return loss
     if g_up is not None and g_in is None:

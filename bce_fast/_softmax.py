@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._validation import (as_array, check_broadcast, check_out, check_reduction,
                           compute_dtypes, finish_out, float_array, kernel_out,
-                          numeric_array, reduction_code, to_kernel)
+                          numeric_array, reduced, reduction_code, to_kernel)
 
 __all__ = [
     "softmax", "log_softmax", "cross_entropy", "nll_loss",
@@ -363,11 +363,11 @@ def _loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
     if reduction == "none":
         loss = finish_out(loss_buf, out, rt)
     elif reduction == "sum":
-        loss = rt.type(total)
+        loss = reduced(total, rt)
     else:
         den = npos if prob else wtotal
         with np.errstate(divide="ignore", invalid="ignore"):
-            loss = rt.type(np.float64(total) / den)       # 0 / 0 is NaN, as in PyTorch
+            loss = reduced(np.float64(total) / den, rt)   # 0 / 0 is NaN, as in PyTorch
     if not want_grad:
         return loss
     return loss, finish_out(grad_buf, grad_out, rt)

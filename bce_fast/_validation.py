@@ -223,9 +223,19 @@ def kernel_out(out, shape, dtype, avoid=()):
 
 
 def finish_out(buf, out, res_dtype):
-    """Deliver a kernel result: into `out` if given, else as `res_dtype`."""
-    if out is not None:
-        if buf is not out:
-            np.copyto(out, buf, casting="unsafe")
-        return out
-    return buf if buf.dtype == res_dtype else buf.astype(res_dtype)
+    """Deliver a kernel result: into `out` if given, else as `res_dtype`
+    (float16 results past float16's range are inf without a warning, as a
+    result and as in PyTorch: NumPy's cast would warn, and -W error raise)."""
+    with np.errstate(over="ignore"):
+        if out is not None:
+            if buf is not out:
+                np.copyto(out, buf, casting="unsafe")
+            return out
+        return buf if buf.dtype == res_dtype else buf.astype(res_dtype)
+
+
+def reduced(total, rt):
+    """A reduced loss as a NumPy scalar of the result dtype; past its range,
+    inf without NumPy's cast warning (as finish_out)."""
+    with np.errstate(over="ignore"):
+        return rt.type(total)

@@ -667,6 +667,26 @@ def test_loss_modules(rng):
 
 
 
+def test_results_past_their_dtype_are_inf_without_warnings():
+    """float16 results and reduced losses past their dtype's range are inf,
+    as in PyTorch, without NumPy's cast warning (an error under -W error)."""
+    import warnings
+    x16 = np.full(100_000, -3, np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isinf(bce_fast.binary_cross_entropy_with_logits(x16, np.ones_like(x16),
+                                                                  reduction="sum"))
+        _, g = bce_fast.binary_cross_entropy_and_grad(np.array([0.0, 1.0], np.float16),
+                                                       np.array([1.0, 0.0], np.float16),
+                                                       reduction="none")
+        np.testing.assert_array_equal(g, [-np.inf, np.inf])
+        x = np.zeros((100_000, 3), np.float32)
+        x[:, 2] = -80
+        w = np.array([1, 1, 1e36], np.float32)
+        assert np.isinf(bce_fast.cross_entropy(x, np.full(100_000, 2), weight=w,
+                                               reduction="sum"))
+
+
 def test_loss_module_options_are_attributes(rng):
     """As on torch.nn's modules: options read and set as attributes
     (reduction, weight, ignore_index, label_smoothing, pos_weight), and

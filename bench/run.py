@@ -77,7 +77,9 @@ def parse_args(argv):
         p.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(names)}")
     args.dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
     args.budget = args.budget or (0.2 if args.quick else 1.0)
-    args.min_rounds = 3     # the largest cells: about 1 + 3 calls of each peer
+    # the largest cells: about 1 + 5 calls of each peer (with 3, a median of three
+    # single calls, targets flipped between runs more often)
+    args.min_rounds = 5
     args.sizes = cases.QUICK_SIZES if args.quick else cases.SIZES
     args.shapes = cases.QUICK_SHAPES if args.quick else cases.SHAPES
     return args

@@ -336,32 +336,67 @@ def test_float64_many_classes_within_contract_ulps(layout):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=FIDS)
-@pytest.mark.parametrize("C", [1000, 20000], ids=["two-sweeps", "one-read"])
+@pytest.mark.parametrize("C", [1000, 10000, 20000, 70000],
+                         ids=["two-sweeps", "tile-span", "one-read", "split"])
 def test_row_max_rising_and_tied_across_tiles(dtype, C):
-    """Log-softmax and cross-entropy rows with maxima rising and tied across
-    tiles, checked against mpmath: a short row is swept for its max first, a
-    long one (>= 16384 classes) is read once, the running sum rebased when a
-    later tile has a larger max; ties across tiles must count once either way."""
+    """Rows with maxima rising and tied across tiles, checked against mpmath
+    for every function of the family.  A short row is swept for its max
+    first; from 4097 classes the max sweep also notes which tiles of 256 hold
+    the max, and the others skip counting maxima; a row of >= 16384 classes
+    without stored exps is read once, the running sum rebased when a later
+    tile has a larger max; a few rows of >= 65536 classes are split over
+    blocks.  Ties across tiles must count once whichever path counts them."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
     a, b, c = 10, 3 * C // 10, 7 * C // 10               # in different tiles of 256
-    x = np.tile(np.linspace(-30.0, 0.0, C), (3, 1)).astype(dtype)
+    x = np.tile(np.linspace(-30.0, 0.0, C), (4, 1)).astype(dtype)
     x[0, [a, b, c]] = [5, 25, 40]                        # rising maxima
     x[1, [a, b, c]] = [40, 40, 40]                       # tied across tiles
     x[2, [a, b, c]] = [40, 60, 60]                       # rising, then tied
-    t = np.array([c, b, a])
+    x[3] = 7                                             # every tile holds the max
+    t = np.array([c, b, a, C - 1])
+    sm = bce_fast.softmax(x)
     ls = bce_fast.log_softmax(x)
     ce = bce_fast.cross_entropy(x, t, reduction="none")
-    for r in range(3):
+    ce2, g = bce_fast.cross_entropy_and_grad(x, t, reduction="sum")
+    for r in range(4):
         row = [mpmath.mpf(float(v)) for v in x[r]]
         m = max(row)
         lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in row))
         allowed = 4 + float(m - min(row))
+
+        def check(got, exact):
+            exact = float(exact)
+            assert abs(float(got) - exact) <= allowed * np.spacing(dtype(abs(exact))), \
+                (r, got, exact)
+
         for k in (0, a, b, C // 2, c, C - 1):
-            exact = float(row[k] - lse)
-            assert abs(float(ls[r, k]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
-        exact = float(lse - row[t[r]])
-        assert abs(float(ce[r]) - exact) <= allowed * np.spacing(dtype(abs(exact)))
+            check(ls[r, k], row[k] - lse)
+            check(sm[r, k], mpmath.exp(row[k] - lse))
+            check(g[r, k], mpmath.exp(row[k] - lse) - (k == t[r]))
+        check(ce[r], lse - row[t[r]])
+    assert_reduced_close(ce2, ce.astype(np.float64).sum(), dtype)
+
+
+@pytest.mark.parametrize("C", [10000, 20000, 70000], ids=["tile-span", "one-read", "split"])
+def test_nan_outside_the_max_tiles_follows_torch(C):
+    """A NaN in a tile that does not hold the max (whose exps skip the
+    compare against the max) still makes the row NaN, as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    x = np.tile(np.linspace(-5.0, 0.0, C), (2, 1))
+    x[:, 100] = 3.0
+    x[0, C - 300] = np.nan
+    t = np.array([1, 2])
+    tx = torch.from_numpy(x)
+    for fn in ("softmax", "log_softmax"):
+        want = getattr(torch, fn)(tx, 1).numpy()
+        got = getattr(bce_fast, fn)(x)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_rel(got[1], want[1], 1e-14)
+    want = torch.nn.functional.cross_entropy(tx, torch.from_numpy(t), reduction="none").numpy()
+    got = bce_fast.cross_entropy(x, t, reduction="none")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_rel(got[1], want[1], 1e-14)
 
 
 # ----------------------------------------------------- cross-entropy / nll

@@ -49,7 +49,7 @@ RTOL = {"float32": 1e-4, "float64": 1e-10}
 BATCH_SECONDS = 2e-3     # shortest timed batch: clock overhead stays < 0.1 %
 MAX_ROUNDS = 500
 OVERHEAD_CASE = "binary_cross_entropy_with_logits"
-SCALING_PASSES = 3       # the thread-scaling rows: median over this many passes
+SCALING_PASSES = 5       # the thread-scaling rows: median over this many passes
 
 
 def parse_args(argv):

@@ -550,6 +550,93 @@ static void BF_FN(sm_flat_scale)(T *og, int64_t C, int64_t ng, const double *sv)
         og[i] = og[i] * f[i];
 }
 
+/* ------------------------------------- gradient entries of subnormal e_c */
+
+/* x_c - m below this: e_c = exp(x_c - m) is subnormal or nearly so
+ * (e^-87 = 1.6e-38, e^-708 = 3.3e-308) */
+#define BF_SM_TAIL ((T)(sizeof(T) == 4 ? -87.0 : -708.0))
+/* Factors of a gradient entry above this take sm_grad_tail.  A factor f
+ * turns e_c's half a subnormal step into f/2 ULP of a result at least a
+ * subnormal step; where e_c is subnormal, the row's bound (4 + max |x - m|
+ * ULP, above 91 / 712) allows that up to f = 182 / 1424.  Below this, the
+ * check would cost calls with class weights above 1 and reduction 'sum' up
+ * to a quarter of their time at 40 classes (a min sweep per short row). */
+#define BF_SM_MAGNIFY ((T)(sizeof(T) == 4 ? 128.0 : 1024.0))
+
+/* The least x_c - m of one position (classes at stride st); NaN ignored */
+BF_ALWAYS_INLINE T BF_FN(sm_least_gap)(const T *x, int64_t st, int64_t C, T m)
+{
+    T lo = 0;
+#pragma omp simd reduction(min : lo)
+    for (int64_t c = 0; c < C; c++) {
+        T d = x[c * st] - m;
+        lo = d < lo ? d : lo;
+    }
+    return lo;
+}
+
+/*
+ * The write loops form a gradient entry as f e_c - term_c from the stored
+ * e_c, which is off by up to half a subnormal step where it is subnormal; a
+ * factor |f| above 1 (a class or sample weight, or grad_output, with
+ * reduction 'sum' or 'none') magnifies that (float32: 2^40 e^-96.5 came out
+ * 4000 ULP off).  This rewrites the entries of one position whose x_c - m <
+ * BF_SM_TAIL with f e_c rounded once (bf_mul_exp_neg, as in BCE-with-logits'
+ * tail), and their Hessian entries (h not NULL) with fh e_c, fh = gs / (1 + s)
+ * (1 - p_c is 1 there).  term_c = G w_c t'_c with probability targets (tp
+ * not NULL), else cE w_c (0 without smoothing), as in the loops.  Classes at
+ * stride st; class t (the target, which has its own formula) is left alone.
+ * Callers take it only where a factor exceeds BF_SM_MAGNIFY, sm_least_gap
+ * finds such an x_c, and the gradient is not x itself (in place, x is gone):
+ * rarely, so it is kept out of line.
+ */
+__attribute__((cold, noinline))
+static void BF_FN(sm_grad_tail)(const T *x, int64_t st, int64_t C, int64_t t, T m, T f, T fh,
+                                T cE, const T *w, T G, const T *tp, T keep, T add, T *g, T *h)
+{
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+        T d = x[c * st] - m;
+        T wc = BF_SM_W(w, c);
+        T term = tp != NULL ? G * (wc * (tp[c * st] * keep + add)) : cE * wc;
+        int fix = d < BF_SM_TAIL && c != t;
+        g[c * st] = fix ? bf_mul_exp_neg(f, d) - term : g[c * st];
+        if (h != NULL)
+            h[c * st] = fix ? bf_mul_exp_neg(fh, d) : h[c * st];
+    }
+}
+
+/* sm_least_gap of each of n positions of a block (class c of position i at
+ * x[c cs + i]) into gap[i], vectorized across the positions as the block's
+ * own loops are: a strided sweep per position cost calls with few classes
+ * half again their time. */
+static void BF_FN(sm_block_gaps)(const T *x, int64_t cs, int64_t C, int64_t n, const T *m,
+                                 T *gap)
+{
+    for (int64_t i = 0; i < n; i++)
+        gap[i] = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const T *xc = x + c * cs;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            T d = xc[i] - m[i];
+            gap[i] = d < gap[i] ? d : gap[i];
+        }
+    }
+}
+
+/* max |v_i| of v[0..n), NaN ignored */
+static inline T BF_FN(sm_most_abs)(const T *v, int64_t n)
+{
+    T big = 0;
+#pragma omp simd reduction(max : big)
+    for (int64_t i = 0; i < n; i++) {
+        T a = bf_fabs(v[i]);
+        big = a > big ? a : big;
+    }
+    return big;
+}
+
 /* --------------------------------------------------- rows (inner == 1) */
 
 static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -721,6 +808,10 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                         for (int64_t i = 0; i < C; i++)
                             gr[i] = cp * gr[i] - G_ * (tr[i] * keep + add);
                     }
+                    if (bf_fabs(cp) > BF_SM_MAGNIFY && (const T *)gr != xr
+                        && BF_FN(sm_least_gap)(xr, 1, C, m) < BF_SM_TAIL)
+                        BF_FN(sm_grad_tail)(xr, 1, C, -1, m, cp, 0, 0, w, G_, tr, keep, add, gr,
+                                            NULL);
                 }
                 continue;
             }
@@ -787,6 +878,12 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
                     for (int64_t i = 0; i < C; i++)
                         gr[i] = cp * gr[i];
                 }
+                T fh = hr != NULL ? (T)(gs * rinv) : (T)0;
+                if ((bf_fabs(cp) > BF_SM_MAGNIFY || bf_fabs(fh) > BF_SM_MAGNIFY)
+                    && (const T *)gr != xr && (const T *)hr != xr
+                    && BF_FN(sm_least_gap)(xr, 1, C, m) < BF_SM_TAIL)
+                    BF_FN(sm_grad_tail)(xr, 1, C, t, m, cp, fh, cE, smooth ? w : NULL, 0, NULL, 0,
+                                        0, gr, hr);
                 gr[t] = (T)bf_sm_ce_grad_t(gs, wt, et, s, rinv, eps, (double)C, wsum, smooth);
             }
         }
@@ -821,6 +918,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
     const T keep = (T)(1.0 - eps), add = (T)(eps / (double)C);
     T *eb = kind == BF_SM_SOFTMAX ? ob : gb;     /* where e_c is kept, or NULL */
     T m[BF_TILE], xtv[BF_TILE], cpv[BF_TILE], cEv[BF_TILE], Gv[BF_TILE], Lv[BF_TILE];
+    T gap[BF_TILE];                               /* sm_block_gaps */
     T st[BF_TILE], at[BF_TILE], bt[BF_TILE], ct[BF_TILE];
     double s[BF_TILE], a[BF_TILE], b[BF_TILE], cnt[BF_TILE], gsv[BF_TILE], etv[BF_TILE];
     double err_s[BF_TILE], err_a[BF_TILE], err_b[BF_TILE];   /* of s, a, b (TwoSum) */
@@ -1043,11 +1141,13 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         goto done;
 
     /* gradient: e_c is in gb */
+    int magnify = 0;                             /* a factor above 1 (sm_grad_tail) */
     if (kind == BF_SM_CE_PROB) {
         for (int64_t i = 0; i < n; i++) {
             cpv[i] = (T)(gsv[i] * b[i] / (1.0 + s[i]));
             Gv[i] = (T)gsv[i];
         }
+        magnify = BF_FN(sm_most_abs)(cpv, n) > BF_SM_MAGNIFY;
         for (int64_t c = 0; c < C; c++) {
             const T *tc = pb + c * cs;
             T *gc = gb + c * cs;
@@ -1055,6 +1155,13 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
                 gc[i] = cpv[i] * gc[i] - Gv[i] * (wc * (tc[i] * keep + add));
+        }
+        if (magnify && gb != xb) {
+            BF_FN(sm_block_gaps)(xb, cs, C, n, m, gap);
+            for (int64_t i = 0; i < n; i++)
+                if (bf_fabs(cpv[i]) > BF_SM_MAGNIFY && gap[i] < BF_SM_TAIL)
+                    BF_FN(sm_grad_tail)(xb + i, cs, C, -1, m[i], cpv[i], 0, 0, w, Gv[i], pb + i,
+                                        keep, add, gb + i, NULL);
         }
         goto done;
     }
@@ -1066,6 +1173,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         cEv[i] = (T)E;
         etv[i] = ok ? (double)gb[(ok ? tv[i] : 0) * cs + i] : 0.0;
     }
+    magnify = BF_FN(sm_most_abs)(cpv, n) > BF_SM_MAGNIFY;
     if (hb != NULL) {                            /* gs p (1 - p), 1 - p = ((1 - e) + s) / (1 + s) */
         T *rinv = Gv, *st_ = Lv, *gst = xtv;     /* buffers done with, under these names here */
         for (int64_t i = 0; i < n; i++) {
@@ -1073,6 +1181,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
             st_[i] = (T)s[i];
             gst[i] = tv[i] >= 0 ? (T)gsv[i] : (T)0;
         }
+        magnify |= BF_FN(sm_most_abs)(gst, n) * BF_FN(sm_most_abs)(rinv, n) > BF_SM_MAGNIFY;
         for (int64_t c = 0; c < C; c++) {
             const T *gc = gb + c * cs;
             T *hc = hb + c * cs;
@@ -1090,6 +1199,17 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         for (int64_t i = 0; i < n; i++) {
             T g = cpv[i] * gc[i] - cEv[i] * wc;
             gc[i] = tv[i] >= 0 ? g : (T)0;
+        }
+    }
+    if (magnify && gb != xb && hb != xb) {
+        BF_FN(sm_block_gaps)(xb, cs, C, n, m, gap);
+        for (int64_t i = 0; i < n; i++) {
+            T fh = hb != NULL ? (T)(gsv[i] / (1.0 + s[i])) : (T)0;
+            if (tv[i] >= 0 && gap[i] < BF_SM_TAIL
+                && (bf_fabs(cpv[i]) > BF_SM_MAGNIFY || bf_fabs(fh) > BF_SM_MAGNIFY))
+                BF_FN(sm_grad_tail)(xb + i, cs, C, tv[i], m[i], cpv[i], fh, cEv[i],
+                                    smooth ? w : NULL, 0, NULL, 0, 0, gb + i,
+                                    hb != NULL ? hb + i : NULL);
         }
     }
     for (int64_t i = 0; i < n; i++) {
@@ -1398,11 +1518,15 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
         double gs = p->grad_scale * (gu != NULL ? (double)gu[r] : 1.0);
         if (kind == BF_SM_CE_PROB) {
             const T *ts = (const T *)p->ptarget + r * C + c0;
-            T cp = (T)(gs * q[3] * scale * rinv), G = (T)gs;
+            T cp = (T)(gs * q[3] * scale * rinv), G = (T)gs, f = (T)(gs * q[3] * rinv);
             const T *ws = w != NULL ? w + c0 : NULL;
 #pragma omp simd
             for (int64_t i = 0; i < n; i++)
                 g[i] = cp * g[i] - G * (BF_SM_W(ws, i) * (ts[i] * keep + add));
+            /* e_c relative to the row's max: f e_c, f >= cp */
+            if (bf_fabs(f) > BF_SM_MAGNIFY && (const T *)g != xs
+                && BF_FN(sm_least_gap)(xs, 1, n, (T)m) < BF_SM_TAIL)
+                BF_FN(sm_grad_tail)(xs, 1, n, -1, (T)m, f, 0, 0, ws, G, ts, keep, add, g, NULL);
             continue;
         }
         if (q[4] == 0.0) {                               /* ignored or invalid row */
@@ -1426,6 +1550,11 @@ static int BF_FN(softmax_split_finish)(const void *prob, int64_t lo, int64_t hi,
             for (int64_t i = 0; i < n; i++)
                 g[i] = cp * g[i];
         }
+        T f = (T)((Bt + E * p->wsum) * rinv);
+        if (bf_fabs(f) > BF_SM_MAGNIFY && (const T *)g != xs
+            && BF_FN(sm_least_gap)(xs, 1, n, (T)m) < BF_SM_TAIL)
+            BF_FN(sm_grad_tail)(xs, 1, n, has_t ? t - c0 : -1, (T)m, f, 0, cE,
+                                smooth && w != NULL ? w + c0 : NULL, 0, NULL, 0, 0, g, NULL);
         if (has_t)
             g[t - c0] = (T)bf_sm_ce_grad_t(gs, wt, et, s, rinv, eps, (double)C, p->wsum, smooth);
     }

@@ -292,6 +292,82 @@ def test_weight_times_a_subnormal_exp(dtype, isa):
                        *e[f"grad y={yv:g}", wv], dtype, ULP_BOUND["grad"], isa)
 
 
+# The softmax family's gradients have the same tail: a class whose
+# x_c - m < -87 (float32) / -708 (float64) has a subnormal e_c, and a class
+# weight, sample weight or grad_output above 1 times it must still be rounded
+# once.  One layout per kernel (few classes transposed, short rows swept as a
+# group, long rows, a few rows split over class blocks, the class axis in the
+# middle).  The max is 0, so x - m is exact and the row's conditioning term
+# (|x - m| / 2 ULP in exp) does not enter: the gradient bound applies to the
+# tail classes.  Class 1 sits at -20, so the sum of the exps is normal
+# (README: a row whose every other class is in the tail keeps that sum's
+# subnormal error, in its loss and target entry).
+SM_TAIL = {np.float32: (96.0, 2.0 ** 40), np.float64: (735.0, 2.0 ** 100)}
+
+
+@functools.lru_cache(maxsize=None)
+def exact_softmax_tail(dtype, C):
+    """(x, p) for rows with max 0 at class 0, every other class in the tail,
+    and p = softmax(x) in mpmath"""
+    dtype = np.dtype(dtype).type
+    gap, _ = SM_TAIL[dtype]
+    rows = 1 if C > 1000 else 3
+    x = -(gap + np.random.default_rng(C).uniform(0, 2, (rows, C))).astype(dtype)
+    x[:, 0] = 0
+    x[:, 1] = -20
+    with mp.workprec(160):
+        p = []
+        for row in x:
+            e = [mp.exp(mp.mpf(float(v))) for v in row]
+            total = mp.fsum(e)
+            p.append([v / total for v in e])
+    return x, p
+
+
+@pytest.mark.parametrize("C", [5, 40, 300, 70000], ids=["few", "group", "rows", "split"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_softmax_family_factor_times_a_subnormal_exp(dtype, C, isa):
+    x, p = exact_softmax_tail(dtype, C)
+    _, big = SM_TAIL[dtype]
+    rows = x.shape[0]
+    t = np.zeros(rows, np.int64)
+
+    cols = np.arange(2, C, 1 if C <= 1000 else 97)     # tail classes checked
+
+    def check(name, got, exact):
+        with mp.workprec(160):
+            hi, lo = _dd([row[c] for row in exact for c in cols])
+        assert_ulp(f"{name} C={C}", x[:, cols].ravel(), np.asarray(got)[:, cols].ravel(), hi,
+                   lo, dtype, ULP_BOUND["grad"], isa)
+
+    for wv in (1e4, big):
+        w = np.full(C, wv, dtype)
+        onehot = [[1 if c == 0 else 0 for c in range(C)] for _ in range(rows)]
+        # class weights, reduction 'sum': every row's factor is w_t
+        want = [[wv * (pc - o) for pc, o in zip(pr, orow)] for pr, orow in zip(p, onehot)]
+        # (only the tail classes of want are compared)
+        _, g = bce_fast.cross_entropy_and_grad(x, t, weight=w, reduction="sum")
+        check(f"CE grad weight={wv:g}", g, want)
+        # the same factor as grad_output, per row, reduction 'none'
+        _, g = bce_fast.cross_entropy_and_grad(x, t, reduction="none",
+                                               grad_output=np.full(rows, wv, dtype))
+        check(f"CE grad grad_output={wv:g}", g, want)
+        # probability targets (one-hot): the factor is sum_c w_c t_c = w_0
+        _, g = bce_fast.cross_entropy_and_grad(x, np.asarray(onehot, dtype), weight=w,
+                                               reduction="sum")
+        check(f"CE grad probabilities weight={wv:g}", g, want)
+        # the class axis in the middle: positions side by side
+        xi = np.ascontiguousarray(np.moveaxis(np.stack([x, x]), 2, 1))   # (2, C, rows)
+        _, g = bce_fast.cross_entropy_and_grad(xi, np.zeros((2, rows), np.int64), weight=w,
+                                               reduction="sum")
+        check(f"CE grad class axis 1 weight={wv:g}", np.moveaxis(g, 1, 2)[0], want)
+        if C <= 1000:                     # softmax_grad_hess takes no split rows
+            g, h = bce_fast.softmax_grad_hess(x, t, sample_weight=np.full(rows, wv, dtype))
+            check(f"grad_hess grad sample_weight={wv:g}", g, want)
+            check(f"grad_hess hess sample_weight={wv:g}", h,
+                  [[wv * pc * (1 - pc) for pc in pr] for pr in p])
+
+
 def test_float32_dense_random_sample(isa):
     """2e5 random float32 logits against the float64 NumPy reference, whose
     own error (~1e-16) is 1e-9 of a float32 ULP: denser than mpmath allows."""

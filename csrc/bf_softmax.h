@@ -637,6 +637,30 @@ static inline T BF_FN(sm_most_abs)(const T *v, int64_t n)
     return big;
 }
 
+/* float32 s below this was summed from subnormal e_c (each off by up to
+ * 2^-150, so relative error up to C 2^-50 of it): sm_tiny_sum sums again */
+#define BF_SM_TINY_S 0x1p-100
+
+/*
+ * s of a float32 position whose s came out below BF_SM_TINY_S, in double:
+ * there every class but one max (ties make s >= 1) lies more than 69 below
+ * it, and the float32 lanes held subnormal e_c (relative error up to 1e-3 of
+ * s where all are), which the loss, log-softmax at the max and the target's
+ * gradient entry carry, times any weight.  Rare, so out of line; 16 lanes in
+ * a fixed order, as everywhere.  Classes at stride st.
+ */
+__attribute__((cold, noinline))
+static double BF_FN(sm_tiny_sum)(const T *x, int64_t st, int64_t C, T m)
+{
+    double acc[BF_LANES] = {0};
+    for (int64_t c0 = 0; c0 < C; c0 += BF_LANES)
+        for (int64_t j = 0; j < BF_LANES && c0 + j < C; j++) {
+            T xc = x[(c0 + j) * st];
+            acc[j] += xc == m ? 0.0 : bf_exp_neg_f64((double)xc - (double)m);
+        }
+    return bf_lanes_total(acc);
+}
+
 /* --------------------------------------------------- rows (inner == 1) */
 
 static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, double *partial)
@@ -752,6 +776,14 @@ static int BF_FN(softmax_rows_chunk)(const void *prob, int64_t lo, int64_t hi, d
          * BF_SM_SMALL_FLAT_C + 1 to BF_SM_SMALL_FLAT_LOSS_C*, with smoothing
          * from BF_SM_SMALL_C + 1 to BF_SM_SMALL_LOSS_C*), where the two may
          * differ in the last bit; a test checks it). */
+        /* (not where the sweeps wrote exps over x: a gradient in place) */
+        for (int64_t k = 0; sizeof(T) == 4 && kind != BF_SM_SOFTMAX && p->grad != p->x && k < ng;
+             k++) {
+            int64_t t = kind == BF_SM_CE ? p->target[g0 + k] : 0;
+            int swept = kind != BF_SM_CE || (t != p->ignore_index && t >= 0 && t < C);
+            if (swept && sv[k] < BF_SM_TINY_S)
+                sv[k] = BF_FN(sm_tiny_sum)(x + (g0 + k) * C, 1, C, mv[k]);
+        }
         if (kind != BF_SM_SOFTMAX && G == 1) {
             Lv[0] = bf_log1p_pos_f64(sv[0]);
         } else if (kind != BF_SM_SOFTMAX) {
@@ -1083,6 +1115,17 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         s[i] += cnt[i] - 1.0;
         s[i] = m[i] == (T)__builtin_inf() ? (double)__builtin_nan("") : s[i];
     }
+    /* float32 positions with a tiny s (sm_tiny_sum), found in one vector pass
+     * (a test per position cost 10% at 5 classes) */
+    if (sizeof(T) == 4 && kind != BF_SM_SOFTMAX && kind != BF_SM_NLL && gb != xb) {
+        double least = BF_SM_TINY_S;
+#pragma omp simd reduction(min : least)
+        for (int64_t i = 0; i < n; i++)
+            least = s[i] < least ? s[i] : least;
+        for (int64_t i = 0; least < BF_SM_TINY_S && i < n; i++)
+            if (s[i] < BF_SM_TINY_S && (kind != BF_SM_CE || tv[i] >= 0))
+                s[i] = BF_FN(sm_tiny_sum)(xb + i, cs, C, m[i]);
+    }
 
     if (kind == BF_SM_SOFTMAX) {
         T *rinv = Lv;                            /* 1 / (1 + s), in L's buffer */
@@ -1117,10 +1160,11 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         goto done;
     }
 
-    /* losses (L in T, as for log-softmax above) */
+    /* losses (L in T, as for log-softmax above, but where s is tiny: there
+     * log1p(s) = s, and s in T could be subnormal, magnified by weights) */
 #pragma omp simd
     for (int64_t i = 0; i < n; i++)
-        etv[i] = (double)bf_log1p_pos((T)s[i]);
+        etv[i] = s[i] < BF_SM_TINY_S ? s[i] : (double)bf_log1p_pos((T)s[i]);
     if (kind == BF_SM_CE_PROB) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++)
@@ -1434,10 +1478,13 @@ static int BF_FN(softmax_split_combine)(const void *prob, int64_t lo, int64_t hi
             wb += g[4];
         }
         double s = m == __builtin_inf() ? __builtin_nan("") : S + (cnt - 1.0);
+        int64_t t = kind == BF_SM_CE ? p->target[r] : 0;
+        if (sizeof(T) == 4 && s < BF_SM_TINY_S && p->grad != p->x
+            && (kind != BF_SM_CE || (t != p->ignore_index && t >= 0 && t < C)))
+            s = BF_FN(sm_tiny_sum)((const T *)p->x + r * C, 1, C, (T)m);
         double L = bf_log1p_pos_f64(s), l = 0.0;
         int valid = 1;
         if (kind == BF_SM_CE) {
-            int64_t t = p->target[r];
             int ign = t == p->ignore_index;
             int oob = !ign && (t < 0 || t >= C);
             bad |= oob;

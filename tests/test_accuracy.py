@@ -368,6 +368,33 @@ def test_softmax_family_factor_times_a_subnormal_exp(dtype, C, isa):
                   [[wv * pc * (1 - pc) for pc in pr] for pr in p])
 
 
+@pytest.mark.parametrize("C", [5, 40, 300, 20000, 70000],
+                         ids=["few", "group", "rows", "one-read", "split"])
+def test_float32_row_of_subnormal_exps(C, isa):
+    """A float32 row whose every class but the max lies 95-103 below it:
+    its sum of exps s is itself subnormal, summed in float32 lanes from
+    subnormal terms (2-50% off), and a weight of 1e4 makes the loss w log1p(s)
+    and the target's gradient entry -w s / (1 + s) normal numbers that carry
+    that error.  Such a sum is taken again in double."""
+    rows = 2
+    x = -(95.0 + np.random.default_rng(C).uniform(0, 8, (rows, C))).astype(np.float32)
+    x[:, 0] = 0
+    t = np.zeros(rows, np.int64)
+    w = np.full(C, 1e4, np.float32)
+    loss = bce_fast.cross_entropy(x, t, weight=w, reduction="none")
+    _, g = bce_fast.cross_entropy_and_grad(x, t, weight=w, reduction="sum")
+    lsm = bce_fast.log_softmax(x)
+    with mp.workprec(160):
+        S = [mp.fsum(mp.exp(mp.mpf(float(v))) for v in row[1:]) for row in x]
+        cases = [("loss", loss, [1e4 * mp.log1p(v) for v in S]),
+                 ("target gradient", g[:, 0], [-1e4 * v / (1 + v) for v in S]),
+                 ("log_softmax at the max", lsm[:, 0], [-mp.log1p(v) for v in S])]
+        for name, got, exact in cases:
+            hi, lo = _dd(exact)
+            assert_ulp(f"{name} C={C}", x[:, 0], got, hi, lo, np.float32, ULP_BOUND["loss"],
+                       isa)
+
+
 def test_float32_dense_random_sample(isa):
     """2e5 random float32 logits against the float64 NumPy reference, whose
     own error (~1e-16) is 1e-9 of a float32 ULP: denser than mpmath allows."""

@@ -429,20 +429,10 @@ static double BF_FN(sm_online_seg)(const T *x, int64_t C, T *mp, const T *next, 
             err = cnt = 0.0;
             m = mt;
         }
-        if (mt < m) {
+        if (mt < m)
             BF_SM_EXPS_BELOW(xt, n, m, te, NULL);
-        } else {
-            T cnt_t = 0;
-#pragma omp simd reduction(+ : cnt_t)
-            for (int64_t i = 0; i < n; i++) {
-                T xi = xt[i];
-                T e = bf_exp_neg(xi - m);
-                int eq = xi == m;
-                cnt_t += eq ? (T)1 : (T)0;
-                te[i] = eq ? (T)0 : e;
-            }
-            cnt += (double)cnt_t;
-        }
+        else
+            cnt += (double)BF_SM_EXPS(xt, n, m, te, NULL);
         S = BF_SM_ADD(S, BF_SM_TSUM(te, n), &err);
     }
     *mp = m;

@@ -634,8 +634,8 @@ static inline T BF_FN(sm_most_abs)(const T *v, int64_t n)
 /*
  * s of a float32 position whose s came out below BF_SM_TINY_S, in double:
  * there every class but one max (ties make s >= 1) lies more than 69 below
- * it, and the float32 lanes held subnormal e_c (relative error up to 1e-3 of
- * s where all are), which the loss, log-softmax at the max and the target's
+ * it, and the float32 lanes held subnormal e_c (2-50% of s off where all
+ * are, measured), which the loss, log-softmax at the max and the target's
  * gradient entry carry, times any weight.  Rare, so out of line; 16 lanes in
  * a fixed order, as everywhere.  Classes at stride st.
  */
@@ -1175,7 +1175,7 @@ static int BF_FN(sm_block)(const bf_softmax *p, int64_t pos, int64_t n, int64_t 
         goto done;
 
     /* gradient: e_c is in gb */
-    int magnify = 0;                             /* a factor above 1 (sm_grad_tail) */
+    int magnify = 0;                /* a factor above BF_SM_MAGNIFY (sm_grad_tail) */
     if (kind == BF_SM_CE_PROB) {
         for (int64_t i = 0; i < n; i++) {
             cpv[i] = (T)(gsv[i] * b[i] / (1.0 + s[i]));

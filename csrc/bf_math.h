@@ -209,29 +209,35 @@ BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
  * classes ran 14% slower (the max lies on the path into exp; the compare
  * and blend were off it). */
 
-BF_ALWAYS_INLINE float bf_exp_neg_floor_f32(float x, float lo)
+/* exp(x) = y 2^k for x <= 0 (clamped by the caller): the reduction and
+ * polynomial, the scaling left to the caller. */
+BF_ALWAYS_INLINE float bf_exp_neg_parts_f32(float x, int32_t *k)
 {
     const float magic = 12582912.0f;                     /* 1.5 * 2^23 */
-    float xc = x < lo ? lo : x;
-    float t = xc * 1.44269504088896341f + magic;
+    float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
-    int32_t k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));
-    float r = xc - n * BF_LN2_HI_F32;
+    *k = (int32_t)(bf_bits_f32(t) - bf_bits_f32(magic));
+    float r = x - n * BF_LN2_HI_F32;
     r = r - n * BF_LN2_LO_F32;
     float r2 = r * r;
     float q0 = 1.6666521132e-1f * r + 4.9999994040e-1f;
     float q1 = 8.3686970174e-3f * r + 4.1668381542e-2f;
     float p = (1.3815078419e-3f * r2 + q1) * r2 + q0;
-    float y = r2 * p + r + 1.0f;
+    return r2 * p + r + 1.0f;
+}
+
+BF_ALWAYS_INLINE float bf_exp_neg_floor_f32(float x, float lo)
+{
+    int32_t k;
+    float y = bf_exp_neg_parts_f32(x < lo ? lo : x, &k);
     y = y * bf_from_bits_f32((uint32_t)(k + 64 + 127) << 23);
     return y * 5.42101086242752217e-20f;                 /* 2^-64 */
 }
 
 BF_ALWAYS_INLINE float bf_exp_neg_f32(float x) { return bf_exp_neg_floor_f32(x, -104.0f); }
 
-/* exp(x) = y 2^k for x <= 0 (at most 2^21 ln 2 away from 0, where
- * n*ln2_hi stops being exact): bf_exp_neg_f64's reduction and polynomial,
- * the scaling left to the caller. */
+/* The same for float64 (x at most 2^21 ln 2 away from 0, where n*ln2_hi
+ * stops being exact). */
 BF_ALWAYS_INLINE double bf_exp_neg_parts_f64(double x, int64_t *k)
 {
     const double magic = 6755399441055744.0;             /* 1.5 * 2^52 */
@@ -259,6 +265,30 @@ BF_ALWAYS_INLINE double bf_exp_neg_floor_f64(double x, double lo)
 }
 
 BF_ALWAYS_INLINE double bf_exp_neg_f64(double x) { return bf_exp_neg_floor_f64(x, -746.0); }
+
+/* exp(x) for x in [-BF_EXP_NORMAL_X, 0], where exp(x) is normal with room to
+ * spare (float32 [-86, 0], float64 [-707, 0]): 2^k is applied by adding k to
+ * the exponent field of y, two integer operations instead of the two
+ * multiplications above, which take FMA slots -- on Zen 4 float32 exp went
+ * from 12.8 to 10.5 cycles a vector.  Where nothing underflows both are exact
+ * scalings of the same y: the same bits (checked for every float32 in the
+ * range).  The caller keeps x in range: NaN and inf give garbage here. */
+#define BF_EXP_NORMAL_X_F32 86.0f
+#define BF_EXP_NORMAL_X_F64 707.0
+
+BF_ALWAYS_INLINE float bf_exp_neg_normal_f32(float x)
+{
+    int32_t k;
+    float y = bf_exp_neg_parts_f32(x, &k);
+    return bf_from_bits_f32(bf_bits_f32(y) + ((uint32_t)k << 23));
+}
+
+BF_ALWAYS_INLINE double bf_exp_neg_normal_f64(double x)
+{
+    int64_t k;
+    double y = bf_exp_neg_parts_f64(x, &k);
+    return bf_from_bits_f64(bf_bits_f64(y) + ((uint64_t)k << 52));
+}
 
 /* c exp(x) for x <= 0, rounded once, also where exp(x) alone is subnormal:
  * a factor c above 1 would magnify the rounding error of a subnormal exp
@@ -452,6 +482,8 @@ BF_ALWAYS_INLINE double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SP
 /* |x| as a sign-bit mask (x < 0 ? -x : x compiles to a compare and a blend) */
 #define bf_fabs(x) _Generic((x), float: __builtin_fabsf, double: __builtin_fabs)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
+#define bf_exp_neg_normal(x) \
+    _Generic((x), float: bf_exp_neg_normal_f32, double: bf_exp_neg_normal_f64)(x)
 #define bf_exp_neg_floor(x, lo) \
     _Generic((x), float: bf_exp_neg_floor_f32, double: bf_exp_neg_floor_f64)(x, lo)
 #define bf_mul_exp_neg(c, x) \

@@ -766,6 +766,19 @@ def test_broadcast_sides_across_chunks(threads, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("fn", MAPS + LOSSES)
+def test_kernels_leave_long_double_arithmetic_intact(fn, dtype, isa, rng):
+    """A kernel that runs MMX instructions without EMMS (gcc once spilled the
+    lanes of an SSE2 integer reduction through MMX registers) leaves the x87
+    unit, which long double arithmetic uses on x86, in a state where finite
+    operands give NaN."""
+    x, y, w = make_inputs(fn, (2, 517), dtype, rng)
+    call(fn, x, y, w) if fn in MAPS else call(fn, x, y, w, reduction="none")
+    z = np.asarray([1.5, -2.25, 3.0], dtype=np.longdouble)
+    assert (z * z + z).tolist() == [3.75, 2.8125, 12.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("fn", MAPS + LOSSES)
 def test_every_isa_within_tolerance(fn, dtype, isa, rng):
     x, y, w = make_inputs(fn, (2, 517), dtype, rng)
     check(fn, call(fn, x, y, w) if fn in MAPS else call(fn, x, y, w, reduction="none"),

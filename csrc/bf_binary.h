@@ -122,25 +122,15 @@ static inline void BF_FN(exp_neg_abs_tile)(const T *x, T *e, int64_t m)
 {
     /* First with the exp for |x| <= 86 / 707 (bf_exp_neg_normal); a tile
      * with any |x| beyond, inf or NaN is taken again whole with the clamped
-     * exp (its other elements come out the same).  The test is on the bit
-     * patterns, whose order is that of the |x| (inf and NaN above every
-     * finite one): lim - |x| as an unsigned integer wraps to a set top bit
-     * exactly where |x| exceeds lim, and the OR of them keeps it.  (A max
-     * of the patterns, which SSE2 lacks as an instruction, made gcc spill
-     * lanes through MMX registers, which left the x87 unit that long double
-     * uses in a wrong state, and cost SSE2 float64 a quarter of its speed.) */
-    const T lim = sizeof(T) == 4 ? (T)BF_EXP_NORMAL_X_F32 : (T)BF_EXP_NORMAL_X_F64;
-    BF_UT lim_bits, over = 0;
-    memcpy(&lim_bits, &lim, sizeof lim_bits);
+     * exp (its other elements come out the same) */
+    BF_UT over = 0;
 #pragma omp simd reduction(| : over)
     for (int64_t i = 0; i < m; i++) {
         T a = bf_fabs(x[i]);
-        BF_UT u;
-        memcpy(&u, &a, sizeof u);
-        over |= lim_bits - u;
+        over |= bf_exp_normal_miss(a);
         e[i] = bf_exp_neg_normal(-a);
     }
-    if (over >> (8 * sizeof(T) - 1)) {
+    if (bf_exp_normal_missed(over)) {
 #pragma omp simd
         for (int64_t i = 0; i < m; i++)
             e[i] = bf_exp_neg_floor(-bf_fabs(x[i]), BF_EXP_FLOOR);

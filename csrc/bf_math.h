@@ -272,9 +272,28 @@ BF_ALWAYS_INLINE double bf_exp_neg_f64(double x) { return bf_exp_neg_floor_f64(x
  * multiplications above, which take FMA slots -- on Zen 4 float32 exp went
  * from 12.8 to 10.5 cycles a vector.  Where nothing underflows both are exact
  * scalings of the same y: the same bits (checked for every float32 in the
- * range).  The caller keeps x in range: NaN and inf give garbage here. */
+ * range).  The caller keeps x in range: NaN and inf give garbage here.
+ * bf_exp_normal_miss(a) for a = |x| tells: its top bit is set exactly where
+ * a is beyond the range, inf or NaN (the bit patterns of a >= 0 are ordered
+ * as the values, inf and NaN above every finite one, and lim - a wraps), so
+ * the OR of it over a tile keeps the answer in its top bit
+ * (bf_exp_normal_missed).  A max of the patterns, which SSE2 lacks as an
+ * instruction, made gcc spill lanes through MMX registers and leave the x87
+ * unit that long double uses in a wrong state. */
 #define BF_EXP_NORMAL_X_F32 86.0f
 #define BF_EXP_NORMAL_X_F64 707.0
+
+BF_ALWAYS_INLINE uint32_t bf_exp_normal_miss_f32(float a)
+{
+    return bf_bits_f32(BF_EXP_NORMAL_X_F32) - bf_bits_f32(a);
+}
+
+BF_ALWAYS_INLINE uint64_t bf_exp_normal_miss_f64(double a)
+{
+    return bf_bits_f64(BF_EXP_NORMAL_X_F64) - bf_bits_f64(a);
+}
+
+#define bf_exp_normal_missed(acc) ((acc) >> (8 * sizeof(acc) - 1))
 
 BF_ALWAYS_INLINE float bf_exp_neg_normal_f32(float x)
 {
@@ -482,6 +501,8 @@ BF_ALWAYS_INLINE double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SP
 /* |x| as a sign-bit mask (x < 0 ? -x : x compiles to a compare and a blend) */
 #define bf_fabs(x) _Generic((x), float: __builtin_fabsf, double: __builtin_fabs)(x)
 #define bf_exp_neg(x) _Generic((x), float: bf_exp_neg_f32, double: bf_exp_neg_f64)(x)
+#define bf_exp_normal_miss(a) \
+    _Generic((a), float: bf_exp_normal_miss_f32, double: bf_exp_normal_miss_f64)(a)
 #define bf_exp_neg_normal(x) \
     _Generic((x), float: bf_exp_neg_normal_f32, double: bf_exp_neg_normal_f64)(x)
 #define bf_exp_neg_floor(x, lo) \

@@ -501,6 +501,39 @@ static double BF_FN(sm_max_sums)(const T *x, int64_t C, T *mp, const T *next)
     return *mp == (T)__builtin_inf() ? (double)__builtin_nan("") : S;
 }
 
+/* The exps of sm_flat_sweep's group (xg[i] - mexp[i], ne of them) into te
+ * with the maxima as 0 and into dst unless NULL; returns the count of
+ * maxima.  `normal` and *over as in sm_exps_as.  Two loops, as in sm_exps:
+ * one loop storing into a scratch buffer when dst is NULL measured 2-5%
+ * slower for log_softmax and cross-entropy (float32, 40-100 classes), and
+ * gcc 12 does not unswitch a test. */
+BF_ALWAYS_INLINE T BF_FN(sm_flat_exps)(const T *xg, const T *mexp, int64_t ne, T *te, T *dst,
+                                       int normal, BF_UT *over)
+{
+    T qtot = 0;
+    BF_UT ov = 0;
+    if (dst != NULL) {
+#pragma omp simd reduction(+ : qtot) reduction(| : ov)
+        for (int64_t i = 0; i < ne; i++) {
+            T e = BF_FN(sm_exp)(xg[i] - mexp[i], normal, &ov);
+            int eq = xg[i] == mexp[i];
+            qtot += eq ? (T)1 : (T)0;
+            te[i] = eq ? (T)0 : e;
+            dst[i] = e;
+        }
+    } else {
+#pragma omp simd reduction(+ : qtot) reduction(| : ov)
+        for (int64_t i = 0; i < ne; i++) {
+            T e = BF_FN(sm_exp)(xg[i] - mexp[i], normal, &ov);
+            int eq = xg[i] == mexp[i];
+            qtot += eq ? (T)1 : (T)0;
+            te[i] = eq ? (T)0 : e;
+        }
+    }
+    *over = ov;
+    return qtot;
+}
+
 /*
  * Sweeps of a group of ng short rows (C sizeof(T) <= BF_SM_FLAT_BYTES), which
  * lie back to back in memory: each row's max, then the exps of the whole
@@ -530,28 +563,10 @@ static void BF_FN(sm_flat_sweep)(const T *xg, int64_t C, int64_t ng, int64_t nne
     }
     for (int64_t j = 0; j < nnext * C; j += 64 / (int64_t)sizeof(T))
         __builtin_prefetch(xg + ne + j);
-    /* Two loops, as in sm_exps: one loop storing into a scratch buffer when
-     * dst is NULL measured 2-5% slower for log_softmax and cross-entropy
-     * (float32, 40-100 classes), and gcc 12 does not unswitch a test. */
-    T qtot = 0;                         /* exact: ne <= 2^24 */
-    if (dst != NULL) {
-#pragma omp simd reduction(+ : qtot)
-        for (int64_t i = 0; i < ne; i++) {
-            T e = bf_exp_neg(xg[i] - mexp[i]);
-            int eq = xg[i] == mexp[i];
-            qtot += eq ? (T)1 : (T)0;
-            te[i] = eq ? (T)0 : e;
-            dst[i] = e;
-        }
-    } else {
-#pragma omp simd reduction(+ : qtot)
-        for (int64_t i = 0; i < ne; i++) {
-            T e = bf_exp_neg(xg[i] - mexp[i]);
-            int eq = xg[i] == mexp[i];
-            qtot += eq ? (T)1 : (T)0;
-            te[i] = eq ? (T)0 : e;
-        }
-    }
+    BF_UT over;
+    T qtot = BF_FN(sm_flat_exps)(xg, mexp, ne, te, dst, 1, &over);   /* exact: ne <= 2^24 */
+    if (bf_exp_normal_missed(over))
+        qtot = BF_FN(sm_flat_exps)(xg, mexp, ne, te, dst, 0, &over);
     for (int j = 0; j < BF_LANES; j++)  /* read past the last row by BF_SM_TSUM */
         te[ne + j] = 0;
     int ties = qtot != (T)ng;

@@ -768,6 +768,37 @@ def test_every_isa_within_tolerance(isa, rng):
     assert_rel(bce_fast.log_softmax(v), ref.log_softmax(v), ulp_tol(v, -1, np.float64))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [30, 1000, 40000])
+def test_tiles_beyond_the_fast_exp_range_give_the_same_bits(dtype, C, isa, rng):
+    """The row sweeps take exp(x - m) through the exponent bits while every
+    x - m of a tile (or of a group of short rows) is within -86 / -707, and
+    sweep it again with the clamped exp otherwise.  One class moved from just
+    inside the range to beyond it, in the max's tile or in another, must
+    leave every other class's result as it was: its exp is lost in the sum
+    either way, and the other exps must not change with the path."""
+    inside, beyond = (80.0, 100.0) if dtype == np.float32 else (700.0, 800.0)
+    x = rng.normal(scale=2.0, size=(4, C)).astype(dtype)
+    t = (np.argmax(x, axis=1) + 1) % C
+    rows = np.arange(4)
+    calls = [lambda a: bce_fast.softmax(a), lambda a: bce_fast.log_softmax(a),
+             lambda a: bce_fast.cross_entropy(a, t, reduction="none"),
+             lambda a: bce_fast.cross_entropy_and_grad(a, t, reduction="sum")[1]]
+    for k in (np.argmax(x, axis=1) + 3) % C, (np.argmax(x, axis=1) + C // 2) % C:
+        a, b = x.copy(), x.copy()
+        a[rows, k] = x.max(axis=1) - dtype(inside)
+        b[rows, k] = x.max(axis=1) - dtype(beyond)
+        keep = np.ones(x.shape, bool)
+        keep[rows, k] = False
+        for f in calls:
+            ra, rb = f(a), f(b)
+            if ra.ndim == 1:                        # per-row losses
+                assert ra.tobytes() == rb.tobytes()
+            else:
+                assert ra[keep].tobytes() == rb[keep].tobytes()
+        assert_rel(bce_fast.log_softmax(b), ref.log_softmax(b), ulp_tol(b, -1, dtype))
+
+
 def test_isa_levels_agree_closely(rng):
     """Every supported level gives the same result up to FMA contraction."""
     before = bce_fast.isa()

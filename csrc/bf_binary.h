@@ -414,11 +414,13 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
 
 /* ---------------------------------------------------- BCE on probabilities */
 
-/* `hard` and `weighted` are constants at each call site: `hard` promises y
- * in {0, 1}, where the loss needs the logarithm of only one of p, 1 - p;
- * without a weight, w is never read (the product by 1 it saves is 6-8% of
- * the loss on Zen 4, and exact, so the results are the same bits). */
-static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
+/* `hard`, `weighted` and `normal` are constants at each call site: `hard`
+ * promises y in {0, 1}, where the loss needs the logarithm of only one of
+ * p, 1 - p; without a weight, w is never read (the product by 1 it saves is
+ * 6-8% of the loss on Zen 4, and exact, so the results are the same bits);
+ * `normal` promises p in [FLT_MIN, 1), so that p and 1 - p >= 2^-24 are
+ * normal and take bf_log_unit_normal (float32 only; the same bits). */
+static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted, int normal,
                                    T *loss, T *grad)
 {
     T corr;
@@ -428,12 +430,13 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
     if (hard) {
         /* 1 - y is 1 or 0: corr where log(1 - p) is taken, and no second
          * compare of y (one per vector cost 3% of the float32 loss) */
-        T lz = bf_log_unit(y != 0 ? p : q) + corr * ((T)1 - y);
+        T z = y != 0 ? p : q;
+        T lz = (normal ? bf_log_unit_normal(z) : bf_log_unit(z)) + corr * ((T)1 - y);
         lz = lz < BF_LOG_FLOOR ? BF_LOG_FLOOR : lz;
         *loss = weighted ? -w * lz : -lz;
     } else {
-        T lp = bf_log_unit(p);
-        T lq = bf_log_unit(q) + corr;
+        T lp = normal ? bf_log_unit_normal(p) : bf_log_unit(p);
+        T lq = (normal ? bf_log_unit_normal(q) : bf_log_unit(q)) + corr;
         lp = lp < BF_LOG_FLOOR ? BF_LOG_FLOOR : lp;
         lq = lq < BF_LOG_FLOOR ? BF_LOG_FLOOR : lq;
         T sum = y * lp + ((T)1 - y) * lq;
@@ -446,24 +449,36 @@ static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
 }
 
 /* One tile (its inputs checked) */
-static inline void BF_FN(bce_tile)(const T *x, const T *y, const T *w, T gs, int hard,
-                                   int weighted, T *l, T *g, int64_t m)
+BF_ALWAYS_INLINE void BF_FN(bce_tile)(const T *x, const T *y, const T *w, T gs, int hard,
+                                      int weighted, int normal, T *l, T *g, int64_t m)
 {
     T lv, gv;
     if (g == NULL) {
 #pragma omp simd private(lv, gv)
         for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, &lv, &gv);
+            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, normal, &lv, &gv);
             l[i] = lv;
         }
     } else {
 #pragma omp simd private(lv, gv)
         for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, &lv, &gv);
+            BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, normal, &lv, &gv);
             l[i] = lv;
             g[i] = gv;
         }
     }
+}
+
+/* bce_tile with `normal` made a constant (`hard` and `weighted` are at the
+ * call sites; inlined all the way, or gcc keeps one loop for several and
+ * float32 BCE runs 25% slower) */
+BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T gs, int hard,
+                                         int weighted, int normal, T *l, T *g, int64_t m)
+{
+    if (normal)
+        BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 1, l, g, m);
+    else
+        BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
 /* Nonzero if one of v[0..m) is outside [0, 1] or NaN */
@@ -506,16 +521,19 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
          * the checked path).  In integer lanes the loop is four operations
          * per vector; written as float compares under `omp simd`, gcc kept
          * the reductions in memory and float32 BCE ran 11-17% slower. */
-        BF_UT top = 0, off01 = 0;
+        BF_UT top = 0, low = one_bits, off01 = 0;
         for (int64_t i = 0; i < m; i++) {
             BF_UT u, v;
             memcpy(&u, &xt[i], sizeof u);
             memcpy(&v, &yt[i], sizeof v);
             top = u > top ? u : top;
+            low = u < low ? u : low;
             BF_UT w = v ^ one_bits;
             off01 |= v < w ? v : w;
         }
         int hard = off01 == 0;
+        /* every p in [FLT_MIN, 1): the logarithms without scaling */
+        const int normal = sizeof(T) == 4 && low >= 0x00800000u && top < one_bits;
         if (top > one_bits && BF_FN(outside_unit)(xt, m))
             return BF_ERR_DOMAIN;
         if (!hard && BF_FN(outside_unit)(yt, m))
@@ -523,14 +541,14 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
         if (p->w != NULL) {
             const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
             if (hard)
-                BF_FN(bce_tile)(xt, yt, w, gs, 1, 1, l, g, m);
+                BF_FN(bce_tile_as)(xt, yt, w, gs, 1, 1, normal, l, g, m);
             else
-                BF_FN(bce_tile)(xt, yt, w, gs, 0, 1, l, g, m);
+                BF_FN(bce_tile_as)(xt, yt, w, gs, 0, 1, normal, l, g, m);
         } else if (hard) {
             /* the unweighted element never reads w; x stands in */
-            BF_FN(bce_tile)(xt, yt, xt, gs, 1, 0, l, g, m);
+            BF_FN(bce_tile_as)(xt, yt, xt, gs, 1, 0, normal, l, g, m);
         } else {
-            BF_FN(bce_tile)(xt, yt, xt, gs, 0, 0, l, g, m);
+            BF_FN(bce_tile_as)(xt, yt, xt, gs, 0, 0, normal, l, g, m);
         }
         if (partial != NULL)
             BF_FN(tile_lanes_add)(acc, l, m, in_double);

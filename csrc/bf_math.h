@@ -467,6 +467,18 @@ BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
     return bf_fma(k, 0.693147180559945309f, bf_log_reduced_f32(f));
 }
 
+/* bf_log_unit_f32 for z in [FLT_MIN, 1], where scaling by 2^23 changes only
+ * the exponent field, which the split takes back: the same bits without the
+ * absolute value and the multiplication, which takes an FMA slot (the
+ * caller knows the range; float64's bf_log_unit has no scaling to skip, and
+ * bf_log_unit_normal is bf_log_unit there). */
+BF_ALWAYS_INLINE float bf_log_unit_normal_f32(float z)
+{
+    float k;
+    float f = bf_log_split_f32(z, 0.0f, &k);
+    return bf_fma(k, 0.693147180559945309f, bf_log_reduced_f32(f));
+}
+
 BF_ALWAYS_INLINE double bf_log_unit_f64(double z)
 {
     double k;
@@ -514,6 +526,8 @@ BF_ALWAYS_INLINE double bf_log1m_split_f64(double p, double *corr) { BF_LOG1M_SP
     _Generic((x), float: bf_log1p_unit_ls_f32, double: bf_log1p_unit_f64)(x)
 #define bf_ratio1p(n, e) _Generic((n), float: bf_ratio1p_f32, double: bf_ratio1p_f64)(n, e)
 #define bf_log_unit(x) _Generic((x), float: bf_log_unit_f32, double: bf_log_unit_f64)(x)
+#define bf_log_unit_normal(x) \
+    _Generic((x), float: bf_log_unit_normal_f32, double: bf_log_unit_f64)(x)
 #define bf_log1p_pos(x) _Generic((x), float: bf_log1p_pos_f32, double: bf_log1p_pos_f64)(x)
 #define bf_log1m_split(x, c) \
     _Generic((x), float: bf_log1m_split_f32, double: bf_log1m_split_f64)(x, c)

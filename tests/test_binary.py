@@ -784,7 +784,9 @@ def test_tiles_beyond_the_fast_exp_range_give_the_same_bits(dtype, isa, rng):
     inf or NaN is computed again with the clamped exp.  Each element must
     come out the same whichever way its tile went: here against the element
     computed alone (a tile of one), for x on both sides of the range's edge
-    scattered through tiles of ordinary values."""
+    scattered through tiles of ordinary values.  Likewise BCE on
+    probabilities, whose float32 tiles take the logarithm without scaling
+    when every p lies in [FLT_MIN, 1), for p of 0, 1 and subnormal."""
     edge = 86.0 if dtype == np.float32 else 707.0
     x = rng.normal(scale=4.0, size=5 * 256 + 17)
     far = rng.choice(x.size, size=9, replace=False)
@@ -806,9 +808,17 @@ def test_tiles_beyond_the_fast_exp_range_give_the_same_bits(dtype, isa, rng):
         "bce_logits grad": lambda a, b, c: bce_fast.binary_cross_entropy_with_logits_and_grad(
             a, b, reduction="none")[1],
     }
-    for name, f in calls.items():
-        together = f(x, y, w)
-        alone = np.concatenate([f(x[i:i + 1], y[i:i + 1], w[i:i + 1]) for i in range(x.size)])
+    pr = rng.uniform(size=x.size)
+    pr[far] = [0.0, 1.0, 1e-40, 1e-310, np.finfo(dtype).tiny, 0.5, 1e-30, 1.0, 0.0]
+    pr = pr.astype(dtype)           # BCE on probabilities: p in [FLT_MIN, 1) or not
+    yh = np.round(y)
+    check("bce", call("bce", pr, y, reduction="none"), reference("bce", pr, y), dtype)
+    bce = lambda a, b, c: bce_fast.binary_cross_entropy(a, b, reduction="none")  # noqa: E731
+    runs = [(name, f, (x, y, w)) for name, f in calls.items()]
+    runs += [("bce hard", bce, (pr, yh, w)), ("bce soft", bce, (pr, y, w))]
+    for name, f, (a, b, c) in runs:
+        together = f(a, b, c)
+        alone = np.concatenate([f(a[i:i + 1], b[i:i + 1], c[i:i + 1]) for i in range(a.size)])
         nan = np.isnan(alone)       # a NaN's sign bit may differ between paths
         assert np.array_equal(np.isnan(together), nan), name
         assert together[~nan].tobytes() == alone[~nan].tobytes(), name

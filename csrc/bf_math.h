@@ -460,11 +460,16 @@ BF_ALWAYS_INLINE double bf_ratio1p_f64(double num, double e)
  * float32 adds k ln 2 with one FMA of ln 2 rounded to float: its error,
  * 1.9e-9 per unit of |k| <= 150, stays below 0.06 ULP of every result (k ln 2
  * dominates where k is large), so the split constant buys nothing here. */
-BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
+BF_ALWAYS_INLINE float bf_log_scaled_f32(float u, float s)      /* log(u 2^-s) */
 {
     float k;
-    float f = bf_log_split_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f, &k);
+    float f = bf_log_split_f32(u, s, &k);
     return bf_fma(k, 0.693147180559945309f, bf_log_reduced_f32(f));
+}
+
+BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
+{
+    return bf_log_scaled_f32(__builtin_fabsf(z) * 8388608.0f, 23.0f);
 }
 
 /* bf_log_unit_f32 for z in [FLT_MIN, 1], where scaling by 2^23 changes only
@@ -472,12 +477,7 @@ BF_ALWAYS_INLINE float bf_log_unit_f32(float z)
  * absolute value and the multiplication, which takes an FMA slot (the
  * caller knows the range; float64's bf_log_unit has no scaling to skip, and
  * bf_log_unit_normal is bf_log_unit there). */
-BF_ALWAYS_INLINE float bf_log_unit_normal_f32(float z)
-{
-    float k;
-    float f = bf_log_split_f32(z, 0.0f, &k);
-    return bf_fma(k, 0.693147180559945309f, bf_log_reduced_f32(f));
-}
+BF_ALWAYS_INLINE float bf_log_unit_normal_f32(float z) { return bf_log_scaled_f32(z, 0.0f); }
 
 BF_ALWAYS_INLINE double bf_log_unit_f64(double z)
 {

@@ -20,10 +20,9 @@ __all__ = [
 
 
 def _map(kind, x, out):
-    if out is None:
-        res = _core.map_canonical(kind, x)
-        if res is not None:                       # already canonical: no conversions needed
-            return res
+    res = _core.map_canonical(kind, x, out)
+    if res is not None:                           # already canonical: no conversions needed
+        return res
     arr = float_array(x, "x")
     ct, rt = compute_dtypes((x, arr))
     check_out(out, arr.shape, rt, [arr])

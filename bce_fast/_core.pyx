@@ -238,16 +238,44 @@ cdef inline void *_data_or_null(cnp.ndarray a):
     return cnp.PyArray_DATA(a) if a is not None else NULL
 
 
-def map_canonical(int kind, x):
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int nd = cnp.PyArray_NDIM(a)
+    if nd != cnp.PyArray_NDIM(b):
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, i):
+            return False
+    return True
+
+
+def map_canonical(int kind, x, out=None):
     """Sigmoid or log-sigmoid of a canonical operand -- an ndarray,
     C-contiguous, aligned, native float32 or float64, non-empty -- into a new
-    array, or None for anything else, which the caller then validates in
-    full (as binary_canonical below, for the same reason: on 1000 float32
-    elements the general path took 2.7 us, of which the kernel 0.45)."""
+    array, or into `out` when it is canonical too, of x's dtype and shape,
+    writeable, and either x's own memory or apart from it; None for anything
+    else, which the caller then validates in full (as binary_canonical below,
+    for the same reason: on 1000 float32 elements the general path took
+    2.7 us, of which the kernel 0.45; with `out`, 4.3 us against 0.8)."""
     if not _canonical_float(x):
         return None
     cdef cnp.ndarray a = x
-    cdef cnp.ndarray res = _empty_like(a)
+    cdef cnp.ndarray res
+    cdef char *da
+    cdef char *dr
+    cdef cnp.npy_intp nb
+    if out is None:
+        res = _empty_like(a)
+    else:
+        if not _canonical_float(out):
+            return None
+        res = out
+        if (cnp.PyArray_TYPE(res) != cnp.PyArray_TYPE(a) or not _same_shape(res, a)
+                or not cnp.PyArray_ISWRITEABLE(res)):
+            return None
+        da, dr = <char *>cnp.PyArray_DATA(a), <char *>cnp.PyArray_DATA(res)
+        nb = cnp.PyArray_NBYTES(a)
+        if dr != da and dr < da + nb and da < dr + nb:
+            return None                 # partial overlap: the general path's error
     cdef bf_elementwise p
     _flat_problem(&p, a)
     p.out = cnp.PyArray_DATA(res)
@@ -281,13 +309,8 @@ def binary_canonical(int kind, x, y, int reduction, bint want_grad):
     if not _canonical_float(x) or not _canonical_float(y):
         return None
     cdef cnp.ndarray a = x, b = y
-    cdef int t = cnp.PyArray_TYPE(a)
-    cdef int nd = cnp.PyArray_NDIM(a)
-    if t != cnp.PyArray_TYPE(b) or nd != cnp.PyArray_NDIM(b):
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or not _same_shape(a, b):
         return None
-    for i in range(nd):
-        if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, i):
-            return None
     cdef bint grad_hess = kind == KIND_GRAD_HESS
     cdef cnp.ndarray loss = None, grad = None, hess = None
     if grad_hess:

@@ -174,16 +174,33 @@ def test_mixed_layouts_and_array_likes(rng):
 def test_map_fast_path_equals_general_path(fn, dtype, rng):
     """A canonical operand (ndarray, C-contiguous, aligned, native float32 or
     float64, non-empty) skips the argument handling in _core.map_canonical;
-    the result must be the general path's bit for bit, in a new array, and
-    every other operand must fall through to the general path."""
+    the result must be the general path's bit for bit, in a new array or in a
+    canonical `out` of x's dtype and shape (x itself included), and every
+    other operand or `out` must fall through to the general path."""
     from bce_fast import _core
     kind = {"sigmoid": _core.KIND_SIGMOID, "log_sigmoid": _core.KIND_LOG_SIGMOID}[fn]
     x = make_inputs(fn, (37, 29), dtype, rng)[0]
     fast = _core.map_canonical(kind, x)
     assert fast is not None and fast.dtype == x.dtype and fast.shape == x.shape
     assert not np.shares_memory(fast, x)
-    general = FAST[fn](x, out=np.empty_like(x))            # out= takes the general path
+    general = FAST[fn](x, out=with_layout(np.empty_like(x), "strided"))  # general path
     assert fast.tobytes() == general.tobytes()
+    out = np.empty_like(x)
+    assert _core.map_canonical(kind, x, out) is out and out.tobytes() == general.tobytes()
+    inplace = x.copy()
+    assert _core.map_canonical(kind, inplace, inplace) is inplace
+    assert inplace.tobytes() == general.tobytes()
+    flat = np.empty(x.size + 1, x.dtype)
+    readonly = np.empty_like(x)
+    readonly.flags.writeable = False
+    for bad in [np.empty_like(x, np.float16 if dtype == np.float64 else np.float64),
+                np.empty((29, 37), x.dtype), readonly, np.asfortranarray(np.empty_like(x)),
+                np.empty_like(x).view(np.matrix)]:
+        assert _core.map_canonical(kind, x, bad) is None
+    for a, o in [(flat[1:].reshape(x.shape), flat[:-1].reshape(x.shape)),
+                 (flat[:-1].reshape(x.shape), flat[1:].reshape(x.shape))]:
+        a[...] = x
+        assert _core.map_canonical(kind, a, o) is None        # partial overlap
     assert FAST[fn](x).tobytes() == general.tobytes()
     unaligned = np.frombuffer(b"\0" + x.tobytes(), dtype=x.dtype, offset=1).reshape(x.shape)
     for other in [x[:, ::2], x.T, x.astype(x.dtype.newbyteorder()), x.tolist(),

@@ -248,6 +248,22 @@ cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
     return True
 
 
+cdef bint _canonical_out(object out, cnp.ndarray a):
+    """`out` canonical too, of a's dtype and shape, writeable, and either a's
+    own memory or apart from it (a partial overlap is the general path's
+    error to raise)."""
+    if not _canonical_float(out):
+        return False
+    cdef cnp.ndarray o = out
+    if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(a) or not _same_shape(o, a)
+            or not cnp.PyArray_ISWRITEABLE(o)):
+        return False
+    cdef char *da = <char *>cnp.PyArray_DATA(a)
+    cdef char *do = <char *>cnp.PyArray_DATA(o)
+    cdef cnp.npy_intp nb = cnp.PyArray_NBYTES(a)
+    return do == da or do >= da + nb or da >= do + nb
+
+
 def map_canonical(int kind, x, out=None):
     """Sigmoid or log-sigmoid of a canonical operand -- an ndarray,
     C-contiguous, aligned, native float32 or float64, non-empty -- into a new
@@ -259,23 +275,9 @@ def map_canonical(int kind, x, out=None):
     if not _canonical_float(x):
         return None
     cdef cnp.ndarray a = x
-    cdef cnp.ndarray res
-    cdef char *da
-    cdef char *dr
-    cdef cnp.npy_intp nb
-    if out is None:
-        res = _empty_like(a)
-    else:
-        if not _canonical_float(out):
-            return None
-        res = out
-        if (cnp.PyArray_TYPE(res) != cnp.PyArray_TYPE(a) or not _same_shape(res, a)
-                or not cnp.PyArray_ISWRITEABLE(res)):
-            return None
-        da, dr = <char *>cnp.PyArray_DATA(a), <char *>cnp.PyArray_DATA(res)
-        nb = cnp.PyArray_NBYTES(a)
-        if dr != da and dr < da + nb and da < dr + nb:
-            return None                 # partial overlap: the general path's error
+    if out is not None and not _canonical_out(out, a):
+        return None
+    cdef cnp.ndarray res = _empty_like(a) if out is None else out
     cdef bf_elementwise p
     _flat_problem(&p, a)
     p.out = cnp.PyArray_DATA(res)

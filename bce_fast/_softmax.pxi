@@ -124,14 +124,17 @@ cdef void _sm_layout(cnp.ndarray a, int ax, bf_softmax *p):
         p.inner *= cnp.PyArray_DIM(a, i)
 
 
-def sm_map_canonical(int kind, x, int axis):
+def sm_map_canonical(int kind, x, int axis, out=None):
     """softmax / log_softmax of a canonical operand along `axis` into a new
-    array, or None."""
+    array, or into `out` on map_canonical's terms (the kernels may write over
+    their input), or None."""
     if not _canonical_float(x):
         return None
     cdef cnp.ndarray a = x
     cdef int nd = cnp.PyArray_NDIM(a)
     if axis < -nd or axis >= nd:
+        return None
+    if out is not None and not _canonical_out(out, a):
         return None
     cdef bf_softmax p
     memset(&p, 0, sizeof(p))
@@ -139,7 +142,7 @@ def sm_map_canonical(int kind, x, int axis):
     _sm_layout(a, axis + nd if axis < 0 else axis, &p)
     if bf_softmax_scratch(&p) != 0:
         return None
-    cdef cnp.ndarray res = _empty_like(a)
+    cdef cnp.ndarray res = _empty_like(a) if out is None else out
     p.x = cnp.PyArray_DATA(a)
     p.out = cnp.PyArray_DATA(res)
     p.grad_scale = 1.0

@@ -67,8 +67,8 @@ def _pick_axis(x, axis, dim, default):
 # ------------------------------------------------------------------- maps
 
 def _map(kind, x, axis, out):
-    if out is None and type(axis) is int:
-        res = _core.sm_map_canonical(kind, x, axis)
+    if type(axis) is int:
+        res = _core.sm_map_canonical(kind, x, axis, out)
         if res is not None:                       # already canonical: no conversions needed
             return res
     arr = float_array(x, "x")

@@ -96,8 +96,9 @@ def test_fast_paths_equal_general_path(dtype, shape, rng):
     """Canonical operands (C-contiguous aligned native float32/float64 logits,
     int64 class indices, plain arguments) skip the argument handling in
     _core.sm_map_canonical / sm_loss_canonical.  The results must be the
-    general path's bit for bit along every axis, negative ones included, and
-    whatever is not canonical or would raise must fall through."""
+    general path's bit for bit along every axis, negative ones included, also
+    into a canonical `out` (the input itself included), and whatever is not
+    canonical or would raise must fall through."""
     x = logits(shape, dtype, rng)
     for fn, kind in (("softmax", _core.SM_SOFTMAX), ("log_softmax", _core.SM_LOG_SOFTMAX)):
         for ax in range(-x.ndim, x.ndim):
@@ -105,9 +106,19 @@ def test_fast_paths_equal_general_path(dtype, shape, rng):
             if x.size == 0:
                 assert fast is None
                 continue
-            general = getattr(bce_fast, fn)(x, axis=ax, out=np.empty_like(x))
+            strided_out = np.empty(x.shape + (2,), dtype)[..., 0]     # the general path
+            general = getattr(bce_fast, fn)(x, axis=ax, out=strided_out)
             assert fast.tobytes() == general.tobytes() and not np.shares_memory(fast, x)
             assert getattr(bce_fast, fn)(x, axis=ax).tobytes() == general.tobytes()
+            out, inplace = np.empty_like(x), x.copy()
+            assert _core.sm_map_canonical(kind, x, ax, out) is out
+            assert _core.sm_map_canonical(kind, inplace, ax, inplace) is inplace
+            assert out.tobytes() == general.tobytes() == inplace.tobytes()
+            flat = np.empty(x.size + 1, dtype)
+            shifted = flat[1:].reshape(x.shape)
+            shifted[...] = x
+            assert _core.sm_map_canonical(kind, shifted, ax, flat[:-1].reshape(x.shape)) is None
+            assert _core.sm_map_canonical(kind, x, ax, np.empty_like(x, np.float16)) is None
         for ax in (-x.ndim - 1, x.ndim):
             assert _core.sm_map_canonical(kind, x, ax) is None
         strided = np.repeat(x, 2, axis=-1)[..., ::2]

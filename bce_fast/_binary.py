@@ -96,9 +96,9 @@ def _binary(kind, input, target, weight, pos_weight, reduction, out,
             want_grad=False, grad_out=None, grad_output=None):
     """Shared body of the binary losses and their ``_and_grad`` variants."""
     code = reduction_code(reduction)
-    if code is not None and weight is None and pos_weight is None and out is None \
+    if code is not None and weight is None and pos_weight is None \
             and grad_out is None and grad_output is None:
-        fast = _core.binary_canonical(kind, input, target, code, want_grad)
+        fast = _core.binary_canonical(kind, input, target, code, want_grad, out)
         if fast is not None:                      # already canonical: no conversions needed
             return fast
     check_reduction(reduction)

@@ -59,7 +59,8 @@ def sm_grad_hess_canonical(x: object, y: object) -> tuple[np.ndarray, np.ndarray
 REDUCTION_NONE: Final[int]
 REDUCTION_MEAN: Final[int]
 REDUCTION_SUM: Final[int]
-def binary_canonical(kind: int, x: object, y: object, reduction: int, want_grad: bool) -> object | None: ...
+def binary_canonical(kind: int, x: object, y: object, reduction: int, want_grad: bool,
+                     out: object = ...) -> object | None: ...
 
 # softmax family (csrc/bf_softmax.h)
 SM_SOFTMAX: Final[int]

@@ -248,6 +248,13 @@ cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
     return True
 
 
+cdef bint _apart(cnp.ndarray o, cnp.ndarray a):
+    """No byte of the contiguous arrays o and a is shared"""
+    cdef char *da = <char *>cnp.PyArray_DATA(a)
+    cdef char *do = <char *>cnp.PyArray_DATA(o)
+    return do >= da + cnp.PyArray_NBYTES(a) or da >= do + cnp.PyArray_NBYTES(o)
+
+
 cdef bint _canonical_out(object out, cnp.ndarray a):
     """`out` canonical too, of a's dtype and shape, writeable, and either a's
     own memory or apart from it (a partial overlap is the general path's
@@ -258,10 +265,7 @@ cdef bint _canonical_out(object out, cnp.ndarray a):
     if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(a) or not _same_shape(o, a)
             or not cnp.PyArray_ISWRITEABLE(o)):
         return False
-    cdef char *da = <char *>cnp.PyArray_DATA(a)
-    cdef char *do = <char *>cnp.PyArray_DATA(o)
-    cdef cnp.npy_intp nb = cnp.PyArray_NBYTES(a)
-    return do == da or do >= da + nb or da >= do + nb
+    return cnp.PyArray_DATA(o) == cnp.PyArray_DATA(a) or _apart(o, a)
 
 
 def map_canonical(int kind, x, out=None):
@@ -300,26 +304,32 @@ cdef enum:
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = _RED_NONE, _RED_MEAN, _RED_SUM
 
 
-def binary_canonical(int kind, x, y, int reduction, bint want_grad):
+def binary_canonical(int kind, x, y, int reduction, bint want_grad, out=None):
     """A binary loss (KIND_BCE_LOGITS, KIND_BCE; reduced per REDUCTION_*,
     with its gradient if want_grad) or logistic_grad_hess (KIND_GRAD_HESS:
     returns (grad, hess)) of two canonical operands -- ndarrays, C-contiguous,
     aligned, native, of one kernel dtype and one non-empty shape, no weights
     -- or None for anything else, which the caller then validates in full.
-    The checks here are a few C comparisons, so a small call costs little
-    more than its kernel."""
+    `out`, for the unreduced loss alone, on map_canonical's terms but apart
+    from both operands (in place takes the general path).  The checks here
+    are a few C comparisons, so a small call costs little more than its
+    kernel."""
     if not _canonical_float(x) or not _canonical_float(y):
         return None
     cdef cnp.ndarray a = x, b = y
     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or not _same_shape(a, b):
         return None
     cdef bint grad_hess = kind == KIND_GRAD_HESS
+    if out is not None and (grad_hess or want_grad or reduction != _RED_NONE
+                            or not _canonical_out(out, a) or not _apart(out, a)
+                            or not _apart(out, b)):
+        return None
     cdef cnp.ndarray loss = None, grad = None, hess = None
     if grad_hess:
         grad, hess = _empty_like(a), _empty_like(a)
     else:
         if reduction == _RED_NONE:
-            loss = _empty_like(a)
+            loss = _empty_like(a) if out is None else out
         if want_grad:
             grad = _empty_like(a)
     cdef bf_elementwise p

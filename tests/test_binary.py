@@ -216,8 +216,8 @@ def test_loss_fast_path_equals_general_path(fn, dtype, rng):
     """Unweighted losses of canonical operands (and logistic_grad_hess) run
     through _core.binary_canonical; every reduction, with and without the
     gradient, must equal the general path bit for bit (there reached by
-    passing the target as a strided view), and other operands must fall
-    through."""
+    passing the target as a strided view), also into an `out` apart from the
+    operands, and other operands must fall through (in place included)."""
     from bce_fast import _core
     x, y, _ = make_inputs(fn, (23, 11), dtype, rng)
     kind = {"bce": _core.KIND_BCE, "bce_logits": _core.KIND_BCE_LOGITS}[fn]
@@ -237,6 +237,16 @@ def test_loss_fast_path_equals_general_path(fn, dtype, rng):
     for other_x, other_y in ((x, y.astype(np.float16)), (x[:, ::2], y[:, ::2]),
                              (x, y[:, :5]), (x[:0], y[:0]), (x.tolist(), y)):
         assert _core.binary_canonical(kind, other_x, other_y, codes["mean"], False) is None
+    # out: the unreduced loss alone, into an array apart from both operands
+    general = FAST[fn](x, ync, reduction="none")
+    out = np.empty_like(x)
+    assert _core.binary_canonical(kind, x, y, codes["none"], False, out) is out
+    assert out.tobytes() == general.tobytes()
+    assert FAST[fn](x, y, reduction="none", out=np.empty_like(x)).tobytes() == general.tobytes()
+    for code, grad, o in ((codes["mean"], False, out), (codes["none"], True, out),
+                          (codes["none"], False, x.copy().T), (codes["none"], False, x),
+                          (codes["none"], False, y), (codes["none"], False, out.astype(np.float16))):
+        assert _core.binary_canonical(kind, x, y, code, grad, o) is None
     if fn == "bce_logits":
         g, h = _core.binary_canonical(_core.KIND_GRAD_HESS, x, y, codes["none"], True)
         gg, hh = bce_fast.logistic_grad_hess(x, ync)

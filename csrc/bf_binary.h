@@ -33,6 +33,9 @@
  */
 
 #define BF_SIDE BF_FN(side)
+#ifndef BF_BCE_CHECK_IN_LOSS        /* set by the bf_isa_*.c file (see bce_pass) */
+#define BF_BCE_CHECK_IN_LOSS 0
+#endif
 /* Clamp bounds opaque to gcc (why: bf_math.h) */
 #define BF_EXP_FLOOR ((T)(sizeof(T) == 4 ? bf_exp_floor_f32 : bf_exp_floor_f64))
 #define BF_LOG_FLOOR ((T)bf_bce_log_floor)
@@ -481,6 +484,34 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
         BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
+/* The hard-target loss of a tile into a buffer, with bce_pass's input check
+ * in the same loop (the reduced loss's guess, below): nonzero if the check
+ * finds that loss right for the tile -- every target +0 or 1, every p in
+ * [+0, 1], and with `normal` (a constant at each call site) in [FLT_MIN, 1)
+ * -- else the buffer holds what the caller discards.  The unweighted loss
+ * reads x for w. */
+BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const T *w, T gs,
+                                                  int weighted, int normal, BF_UT one_bits,
+                                                  T *l, int64_t m)
+{
+    BF_UT top = 0, low = one_bits, off01 = 0;
+    T lv, gv;
+#pragma omp simd private(lv, gv) reduction(max : top) reduction(min : low) reduction(| : off01)
+    for (int64_t i = 0; i < m; i++) {
+        BF_UT u, v;
+        memcpy(&u, &x[i], sizeof u);
+        memcpy(&v, &y[i], sizeof v);
+        top = u > top ? u : top;
+        low = u < low ? u : low;
+        BF_UT o = v ^ one_bits;
+        off01 |= v < o ? v : o;
+        BF_FN(bce_elem)(x[i], y[i], w[i], gs, 1, weighted, normal, &lv, &gv);
+        l[i] = lv;
+    }
+    return off01 == 0 && top <= one_bits
+           && (!normal || (low >= 0x00800000u && top < one_bits));
+}
+
 /* Nonzero if one of v[0..m) is outside [0, 1] or NaN */
 static inline int BF_FN(outside_unit)(const T *v, int64_t m)
 {
@@ -504,11 +535,39 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
     int wfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
+    /* After a tile of hard targets and p in [+0, 1], the reduced loss guesses
+     * that the next tile is one too (guess 1; 2: with every p in [FLT_MIN,
+     * 1) as well, float32) and takes its loss and its check in one loop,
+     * whose integer operations then run beside the logarithm's FMAs instead
+     * of in a pass of their own (with AVX-512 only, BF_BCE_CHECK_IN_LOSS:
+     * float32 and float64 1.1-1.2x on Zen 4).
+     * The loss goes to tmp, so a wrong guess costs only the time of the
+     * tile; guess 1 stays 1 until a tile is checked apart, so that a few p
+     * of 0 or 1 among many tiles cost one such tile. */
+    const int may_guess = BF_BCE_CHECK_IN_LOSS && out == NULL && grad == NULL && partial != NULL;
+    int guess = 0;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
+        if (guess) {
+            const T *w = p->w != NULL
+                ? BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled) : xt;
+            int right;
+            if (p->w != NULL)
+                right = guess == 2
+                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 1, one_bits, l, m)
+                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 0, one_bits, l, m);
+            else
+                right = guess == 2
+                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 0, 1, one_bits, l, m)
+                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 0, 0, one_bits, l, m);
+            if (right) {
+                BF_FN(tile_lanes_add)(acc, l, m, in_double);
+                continue;
+            }
+        }
         /* Inputs are checked before anything is written (out may be an
          * input).  One pass finds whether the targets are all 0 or 1 (then
          * they need no range check) and the largest bit pattern of the
@@ -539,6 +598,7 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
             return BF_ERR_DOMAIN;
         if (!hard && BF_FN(outside_unit)(yt, m))
             return BF_ERR_TARGET;
+        guess = may_guess && hard && top <= one_bits ? 1 + normal : 0;
         if (p->w != NULL) {
             const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
             if (hard)

@@ -914,3 +914,43 @@ def test_doctests(module):
     assert result.failed == 0
     if module == "bce_fast._binary":
         assert result.attempted >= 7
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
+    """The reduced BCE (its AVX-512 kernels) guesses, after a tile of 0/1
+    targets and p in range, that the next tile is one too, and checks it in the loop that takes its
+    loss; a tile that is not (soft or -0 targets, p of 0, 1, -0 or
+    subnormal, where float32 takes the scaled logarithm) is taken again the
+    checked way.  Runs of each kind, of lengths that do not align with the
+    tiles, in a random order, must give the reference's sum; a bad p or
+    target after many good tiles must still raise."""
+    def run(kind, n):
+        p = rng.uniform(1e-4, 1 - 1e-4, n)
+        y = (rng.random(n) < 0.5).astype(np.float64)
+        at = rng.choice(n, size=min(n, 3), replace=False)
+        if kind == "edges":
+            p[at] = [0.0, 1.0, 1e-40 if dtype == np.float32 else 1e-310][:at.size]
+        elif kind == "negative zero":
+            p[at[:1]] = -0.0
+        elif kind == "soft":
+            y = rng.random(n)
+        elif kind == "soft zero":
+            y[at[:1]] = -0.0
+        return p, y
+    kinds = ["hard"] * 8 + ["edges", "negative zero", "soft", "soft zero"] * 2
+    runs = [run(k, int(rng.integers(60, 700))) for k in rng.permutation(kinds)]
+    p = np.concatenate([r[0] for r in runs]).astype(dtype)
+    y = np.concatenate([r[1] for r in runs]).astype(dtype)
+    w = rng.uniform(0.5, 2.0, p.size).astype(dtype) if weighted else None
+    for reduction in ("sum", "mean"):
+        got = bce_fast.binary_cross_entropy(p, y, w, reduction=reduction)
+        assert_reduced_close(got, reference("bce", p, y, w, reduction=reduction), dtype)
+    for bad_p, bad_y, msg in [(np.nan, 0.0, "input should be between 0 and 1"),
+                              (1.5, 1.0, "input should be between 0 and 1"),
+                              (0.5, 2.0, "target")]:
+        pb, yb = p.copy(), y.copy()
+        pb[-5], yb[-5] = bad_p, bad_y
+        with pytest.raises(ValueError, match=msg):
+            bce_fast.binary_cross_entropy(pb, yb, w, reduction="sum")

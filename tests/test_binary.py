@@ -920,10 +920,10 @@ def test_doctests(module):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
     """The reduced BCE (its AVX-512 kernels) guesses, after a tile of 0/1
-    targets and p in range, that the next tile is one too, and checks it in the loop that takes its
-    loss; a tile that is not (soft or -0 targets, p of 0, 1, -0 or
-    subnormal, where float32 takes the scaled logarithm) is taken again the
-    checked way.  Runs of each kind, of lengths that do not align with the
+    targets and p in range, that the next tile is one too, and checks it in
+    the loop that takes its loss; a tile that is not (soft or -0 targets, p
+    of 0, 1, -0 or subnormal, where float32 takes the scaled logarithm) is
+    taken again the checked way.  Runs of each kind, of lengths that do not align with the
     tiles, in a random order, must give the reference's sum; a bad p or
     target after many good tiles must still raise."""
     def run(kind, n):

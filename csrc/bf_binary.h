@@ -552,17 +552,17 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
         if (guess) {
-            const T *w = p->w != NULL
-                ? BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled) : xt;
             int right;
-            if (p->w != NULL)
+            if (p->w != NULL) {
+                const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
                 right = guess == 2
                     ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 1, one_bits, l, m)
                     : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 0, one_bits, l, m);
-            else
+            } else {
                 right = guess == 2
-                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 0, 1, one_bits, l, m)
-                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 0, 0, one_bits, l, m);
+                    ? BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 1, one_bits, l, m)
+                    : BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 0, one_bits, l, m);
+            }
             if (right) {
                 BF_FN(tile_lanes_add)(acc, l, m, in_double);
                 continue;

@@ -484,30 +484,43 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
         BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
-/* The hard-target loss of a tile into a buffer, with bce_pass's input check
- * in the same loop (the reduced loss's guess, below): nonzero if the check
- * finds that loss right for the tile -- every target +0 or 1, every p in
- * [+0, 1], and with `normal` (a constant at each call site) in [FLT_MIN, 1)
- * -- else the buffer holds what the caller discards.  The unweighted loss
- * reads x for w. */
+/* The hard-target loss of a tile into a buffer, and its gradient into g
+ * unless NULL, with bce_pass's input check in the same loop (the reduced
+ * loss's guess, below): nonzero if the check finds that loss right for the
+ * tile -- every target +0 or 1, every p in [+0, 1], and with `normal` (a
+ * constant at each call site) in [FLT_MIN, 1) -- else l and g hold what the
+ * caller overwrites.  The unweighted loss reads x for w. */
 BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const T *w, T gs,
                                                   int weighted, int normal, BF_UT one_bits,
-                                                  T *l, int64_t m)
+                                                  T *l, T *g, int64_t m)
 {
     BF_UT top = 0, low = one_bits, off01 = 0;
     T lv, gv;
+    /* element i: the check's three reductions, then the loss and gradient */
+#define BF_CHECKED_ELEM(i)                                                    \
+    BF_UT u, v;                                                               \
+    memcpy(&u, &x[i], sizeof u);                                              \
+    memcpy(&v, &y[i], sizeof v);                                              \
+    top = u > top ? u : top;                                                  \
+    low = u < low ? u : low;                                                  \
+    BF_UT o = v ^ one_bits;                                                   \
+    off01 |= v < o ? v : o;                                                   \
+    BF_FN(bce_elem)(x[i], y[i], w[i], gs, 1, weighted, normal, &lv, &gv)
+    if (g == NULL) {
 #pragma omp simd private(lv, gv) reduction(max : top) reduction(min : low) reduction(| : off01)
-    for (int64_t i = 0; i < m; i++) {
-        BF_UT u, v;
-        memcpy(&u, &x[i], sizeof u);
-        memcpy(&v, &y[i], sizeof v);
-        top = u > top ? u : top;
-        low = u < low ? u : low;
-        BF_UT o = v ^ one_bits;
-        off01 |= v < o ? v : o;
-        BF_FN(bce_elem)(x[i], y[i], w[i], gs, 1, weighted, normal, &lv, &gv);
-        l[i] = lv;
+        for (int64_t i = 0; i < m; i++) {
+            BF_CHECKED_ELEM(i);
+            l[i] = lv;
+        }
+    } else {
+#pragma omp simd private(lv, gv) reduction(max : top) reduction(min : low) reduction(| : off01)
+        for (int64_t i = 0; i < m; i++) {
+            BF_CHECKED_ELEM(i);
+            l[i] = lv;
+            g[i] = gv;
+        }
     }
+#undef BF_CHECKED_ELEM
     return off01 == 0 && top <= one_bits
            && (!normal || (low >= 0x00800000u && top < one_bits));
 }
@@ -537,14 +550,17 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
     int64_t m;
     /* After a tile of hard targets and p in [+0, 1], the reduced loss guesses
      * that the next tile is one too (guess 1; 2: with every p in [FLT_MIN,
-     * 1) as well, float32) and takes its loss and its check in one loop,
-     * whose integer operations then run beside the logarithm's FMAs instead
-     * of in a pass of their own (with AVX-512 only, BF_BCE_CHECK_IN_LOSS:
-     * float32 and float64 1.1-1.2x on Zen 4).
-     * The loss goes to tmp, so a wrong guess costs only the time of the
-     * tile; guess 1 stays 1 until a tile is checked apart, so that a few p
-     * of 0 or 1 among many tiles cost one such tile. */
-    const int may_guess = BF_BCE_CHECK_IN_LOSS && out == NULL && grad == NULL && partial != NULL;
+     * 1) as well, float32) and takes its loss (and gradient) and its check
+     * in one loop, whose integer operations then run beside the logarithm's
+     * FMAs instead of in a pass of their own (with AVX-512 only,
+     * BF_BCE_CHECK_IN_LOSS; on Zen 4 the loss 1.1-1.2x in float32 and
+     * float64, with its gradient 1.14-1.16x and 1.04-1.06x).  The loss goes
+     * to tmp and a gradient that is not an input may hold anything until it
+     * is finished (or the call fails), so a wrong guess costs only the time
+     * of the tile; guess 1 stays 1 until a tile is checked apart, so that a
+     * few p of 0 or 1 among many tiles cost one such tile. */
+    const int may_guess = BF_BCE_CHECK_IN_LOSS && out == NULL && partial != NULL
+                          && (grad == NULL || (grad != x && grad != y && grad != p->w));
     int guess = 0;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
@@ -556,12 +572,12 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
             if (p->w != NULL) {
                 const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
                 right = guess == 2
-                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 1, one_bits, l, m)
-                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 0, one_bits, l, m);
+                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 1, one_bits, l, g, m)
+                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 0, one_bits, l, g, m);
             } else {
                 right = guess == 2
-                    ? BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 1, one_bits, l, m)
-                    : BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 0, one_bits, l, m);
+                    ? BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 1, one_bits, l, g, m)
+                    : BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 0, one_bits, l, g, m);
             }
             if (right) {
                 BF_FN(tile_lanes_add)(acc, l, m, in_double);

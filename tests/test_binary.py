@@ -945,8 +945,16 @@ def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa,
     y = np.concatenate([r[1] for r in runs]).astype(dtype)
     w = rng.uniform(0.5, 2.0, p.size).astype(dtype) if weighted else None
     for reduction in ("sum", "mean"):
+        want = reference("bce", p, y, w, reduction=reduction)
         got = bce_fast.binary_cross_entropy(p, y, w, reduction=reduction)
-        assert_reduced_close(got, reference("bce", p, y, w, reduction=reduction), dtype)
+        assert_reduced_close(got, want, dtype)
+        loss, grad = bce_fast.binary_cross_entropy_and_grad(p, y, w, reduction=reduction)
+        assert_reduced_close(loss, want, dtype)
+        soft = np.abs(y - np.round(y)) > 0      # p - y cancels: an absolute floor
+        scale = np.where(soft, np.maximum(np.abs(p), np.abs(y)).astype(np.float64) / (
+            np.maximum(p * (1.0 - p), 1e-12)), 0.0) * (1.0 / p.size if reduction == "mean" else 1)
+        assert_close(grad, ref.binary_cross_entropy_grad(p, y, w, reduction=reduction), dtype,
+                     scale=4 * scale * (1 if w is None else w))
     for bad_p, bad_y, msg in [(np.nan, 0.0, "input should be between 0 and 1"),
                               (1.5, 1.0, "input should be between 0 and 1"),
                               (0.5, 2.0, "target")]:
@@ -954,3 +962,5 @@ def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa,
         pb[-5], yb[-5] = bad_p, bad_y
         with pytest.raises(ValueError, match=msg):
             bce_fast.binary_cross_entropy(pb, yb, w, reduction="sum")
+        with pytest.raises(ValueError, match=msg):
+            bce_fast.binary_cross_entropy_and_grad(pb, yb, w)

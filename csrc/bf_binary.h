@@ -484,12 +484,12 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
         BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
-/* The hard-target loss of a tile into a buffer, and its gradient into g
- * unless NULL, with bce_pass's input check in the same loop (the reduced
- * loss's guess, below): nonzero if the check finds that loss right for the
- * tile -- every target +0 or 1, every p in [+0, 1], and with `normal` (a
- * constant at each call site) in [FLT_MIN, 1) -- else l and g hold what the
- * caller overwrites.  The unweighted loss reads x for w. */
+/* The hard-target loss of a tile into l, and its gradient into g unless
+ * NULL, with bce_pass's input check in the same loop (its guess, below):
+ * nonzero if the check finds that loss right for the tile -- every target +0
+ * or 1, every p in [+0, 1], and with `normal` (a constant at each call site)
+ * in [FLT_MIN, 1) -- else l and g hold what the caller overwrites.  The
+ * unweighted loss reads x for w. */
 BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const T *w, T gs,
                                                   int weighted, int normal, BF_UT one_bits,
                                                   T *l, T *g, int64_t m)
@@ -548,19 +548,18 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
     int wfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
-    /* After a tile of hard targets and p in [+0, 1], the reduced loss guesses
-     * that the next tile is one too (guess 1; 2: with every p in [FLT_MIN,
-     * 1) as well, float32) and takes its loss (and gradient) and its check
-     * in one loop, whose integer operations then run beside the logarithm's
-     * FMAs instead of in a pass of their own (with AVX-512 only,
-     * BF_BCE_CHECK_IN_LOSS; on Zen 4 the loss 1.1-1.2x in float32 and
-     * float64, with its gradient 1.14-1.16x and 1.04-1.06x).  The loss goes
-     * to tmp and a gradient that is not an input may hold anything until it
-     * is finished (or the call fails), so a wrong guess costs only the time
-     * of the tile; guess 1 stays 1 until a tile is checked apart, so that a
+    /* After a tile of hard targets and p in [+0, 1], the kernel guesses that
+     * the next tile is one too (guess 1; 2: with every p in [FLT_MIN, 1) as
+     * well, float32) and takes its loss (and gradient) and its check in one
+     * loop, whose integer operations then run beside the logarithm's FMAs
+     * instead of in a pass of their own (with AVX-512 only,
+     * BF_BCE_CHECK_IN_LOSS; on Zen 4 1.1-1.2x for the loss, 1.02-1.16x with
+     * its gradient).  Not when an output is an input, which must be read
+     * before anything is written over it: other outputs may hold anything
+     * until the call is done (or fails), so a wrong guess costs only the time
+     * of the tile.  Guess 1 stays 1 until a tile is checked apart, so that a
      * few p of 0 or 1 among many tiles cost one such tile. */
-    const int may_guess = BF_BCE_CHECK_IN_LOSS && out == NULL && partial != NULL
-                          && (grad == NULL || (grad != x && grad != y && grad != p->w));
+    const int may_guess = BF_BCE_CHECK_IN_LOSS && !BF_FN(writes_an_input)(p);
     int guess = 0;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
@@ -580,7 +579,8 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
                     : BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 0, one_bits, l, g, m);
             }
             if (right) {
-                BF_FN(tile_lanes_add)(acc, l, m, in_double);
+                if (partial != NULL)
+                    BF_FN(tile_lanes_add)(acc, l, m, in_double);
                 continue;
             }
         }

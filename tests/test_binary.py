@@ -918,14 +918,15 @@ def test_doctests(module):
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
-    """The reduced BCE (its AVX-512 kernels) guesses, after a tile of 0/1
-    targets and p in range, that the next tile is one too, and checks it in
-    the loop that takes its loss; a tile that is not (soft or -0 targets, p
-    of 0, 1, -0 or subnormal, where float32 takes the scaled logarithm) is
-    taken again the checked way.  Runs of each kind, of lengths that do not align with the
-    tiles, in a random order, must give the reference's sum; a bad p or
-    target after many good tiles must still raise."""
+def test_bce_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
+    """BCE on probabilities (its AVX-512 kernels) guesses, after a tile of
+    0/1 targets and p in range, that the next tile is one too, and checks it
+    in the loop that takes its loss; a tile that is not (soft or -0 targets,
+    p of 0, 1, -0 or subnormal, where float32 takes the scaled logarithm) is
+    taken again the checked way.  Runs of each kind, of lengths that do not
+    align with the tiles, in a random order, must give the reference's
+    losses, sums and gradients; a bad p or target after many good tiles must
+    still raise."""
     def run(kind, n):
         p = rng.uniform(1e-4, 1 - 1e-4, n)
         y = (rng.random(n) < 0.5).astype(np.float64)
@@ -944,6 +945,8 @@ def test_bce_reduced_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa,
     p = np.concatenate([r[0] for r in runs]).astype(dtype)
     y = np.concatenate([r[1] for r in runs]).astype(dtype)
     w = rng.uniform(0.5, 2.0, p.size).astype(dtype) if weighted else None
+    check("bce", bce_fast.binary_cross_entropy(p, y, w, reduction="none"),
+          reference("bce", p, y, w), dtype)
     for reduction in ("sum", "mean"):
         want = reference("bce", p, y, w, reduction=reduction)
         got = bce_fast.binary_cross_entropy(p, y, w, reduction=reduction)

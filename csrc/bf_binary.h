@@ -141,13 +141,13 @@ static inline void BF_FN(exp_neg_abs_tile)(const T *x, T *e, int64_t m)
 }
 
 /* sigmoid(x) from x and e = exp(-|x|) */
-static inline T BF_FN(sigmoid_elem)(T x, T e)
+BF_ALWAYS_INLINE T BF_FN(sigmoid_elem)(T x, T e)
 {
     return bf_ratio1p(x >= 0 ? (T)1 : e, e);
 }
 
 /* log_sigmoid(x) = -softplus(-x) */
-static inline T BF_FN(log_sigmoid_elem)(T x, T e)
+BF_ALWAYS_INLINE T BF_FN(log_sigmoid_elem)(T x, T e)
 {
     return -((x < 0 ? -x : (T)0) + bf_log1p_unit_ls(e));
 }
@@ -186,8 +186,8 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
  * exactly 1); 1 with weight and/or pos_weight; 2 with an upstream gradient u
  * (grad_output), which multiplies the gradient, weights or not (a missing
  * one reads as 1). */
-static inline void BF_FN(bce_logits_elem)(T x, T e, T y, T w, T pw, T u, T gs, int weighted,
-                                          T *loss, T *grad, T *hess)
+BF_ALWAYS_INLINE void BF_FN(bce_logits_elem)(T x, T e, T y, T w, T pw, T u, T gs,
+                                             int weighted, T *loss, T *grad, T *hess)
 {
     T a = bf_fabs(x);
     T l = bf_log1p_unit(e);
@@ -263,7 +263,7 @@ static void BF_FN(bce_logits_fix_tail)(const T *x, const T *y, const T *w, const
 }
 
 /* max(top, |v|), NaN ignored */
-static inline T BF_FN(abs_max)(T top, T v)
+BF_ALWAYS_INLINE T BF_FN(abs_max)(T top, T v)
 {
     T a = bf_fabs(v);
     return a > top ? a : top;
@@ -423,8 +423,8 @@ static int BF_FN(bce_logits_chunk)(const void *prob, int64_t lo, int64_t hi, dou
  * 6-8% of the loss on Zen 4, and exact, so the results are the same bits);
  * `normal` promises p in [FLT_MIN, 1), so that p and 1 - p >= 2^-24 are
  * normal and take bf_log_unit_normal (float32 only; the same bits). */
-static inline void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted, int normal,
-                                   T *loss, T *grad)
+BF_ALWAYS_INLINE void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighted,
+                                      int normal, T *loss, T *grad)
 {
     T corr;
     T q = bf_log1m_split(p, &corr);             /* log(1 - p) = log(q) + corr */

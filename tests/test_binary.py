@@ -862,6 +862,26 @@ def test_every_isa_within_tolerance(fn, dtype, isa, rng):
               reference(fn, x, y, w[:, :1], reduction="mean"), dtype, "mean")
 
 
+def test_element_functions_are_inlined():
+    """The vector loops call a function per element (`sigmoid_elem`,
+    `bce_elem`, ...) that must be inlined to vectorize: when gcc once left
+    bce_elem_f32 out of line in one ISA build, soft-target BCE ran ten times
+    slower, with every value right.  The extension's symbol table must list
+    none of them (skipped without nm or without local symbols)."""
+    import re
+    import shutil
+    import subprocess
+    from bce_fast import _core
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no nm")
+    out = subprocess.run([nm, _core.__file__], capture_output=True, text=True).stdout
+    local = [line.split()[-1] for line in out.splitlines() if " t " in line]
+    if not local:
+        pytest.skip("the extension has no local symbols")
+    assert not [name for name in local if re.search(r"_elem_f(32|64)\b", name)]
+
+
 def test_isa_selection_env_and_errors():
     import subprocess
     import sys

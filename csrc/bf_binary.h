@@ -484,19 +484,21 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
         BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
-/* The hard-target loss of a tile into l, and its gradient into g unless
- * NULL, with bce_pass's input check in the same loop (its guess, below):
- * nonzero if the check finds that loss right for the tile -- every target +0
- * or 1, every p in [+0, 1], and with `normal` (a constant at each call site)
- * in [FLT_MIN, 1) -- else l and g hold what the caller overwrites.  The
- * unweighted loss reads x for w. */
-BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const T *w, T gs,
-                                                  int weighted, int normal, BF_UT one_bits,
-                                                  T *l, T *g, int64_t m)
+/* The loss of a tile into l, and its gradient into g unless NULL, with
+ * bce_pass's input check in the same loop (its guess, below): nonzero if the
+ * check finds the tile one that bce_pass takes with this loss -- every p in
+ * [+0, 1] (with `normal`: in [FLT_MIN, 1)), and with `hard` every target +0
+ * or 1, else every target in [+0, 1] and not all of them +0 or 1 -- else l
+ * and g hold what the caller overwrites.  `hard`, `weighted` and `normal`
+ * are constants at each call site; the unweighted loss reads x for w. */
+BF_ALWAYS_INLINE int BF_FN(bce_tile_checked)(const T *x, const T *y, const T *w, T gs,
+                                             int hard, int weighted, int normal,
+                                             BF_UT one_bits, T *l, T *g, int64_t m)
 {
-    BF_UT top = 0, low = one_bits, off01 = 0;
+    BF_UT top = 0, low = one_bits, off01 = 0, ytop = 0;
     T lv, gv;
-    /* element i: the check's three reductions, then the loss and gradient */
+    /* element i: the check's reductions as in bce_pass (and for soft
+     * targets the largest pattern), then the loss and gradient */
 #define BF_CHECKED_ELEM(i)                                                    \
     BF_UT u, v;                                                               \
     memcpy(&u, &x[i], sizeof u);                                              \
@@ -505,15 +507,17 @@ BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const 
     low = u < low ? u : low;                                                  \
     BF_UT o = v ^ one_bits;                                                   \
     off01 |= v < o ? v : o;                                                   \
-    BF_FN(bce_elem)(x[i], y[i], w[i], gs, 1, weighted, normal, &lv, &gv)
+    if (!hard)                                                                \
+        ytop = v > ytop ? v : ytop;                                           \
+    BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, normal, &lv, &gv)
     if (g == NULL) {
-#pragma omp simd private(lv, gv) reduction(max : top) reduction(min : low) reduction(| : off01)
+#pragma omp simd private(lv, gv) reduction(max : top, ytop) reduction(min : low) reduction(| : off01)
         for (int64_t i = 0; i < m; i++) {
             BF_CHECKED_ELEM(i);
             l[i] = lv;
         }
     } else {
-#pragma omp simd private(lv, gv) reduction(max : top) reduction(min : low) reduction(| : off01)
+#pragma omp simd private(lv, gv) reduction(max : top, ytop) reduction(min : low) reduction(| : off01)
         for (int64_t i = 0; i < m; i++) {
             BF_CHECKED_ELEM(i);
             l[i] = lv;
@@ -521,8 +525,23 @@ BF_ALWAYS_INLINE int BF_FN(bce_hard_tile_checked)(const T *x, const T *y, const 
         }
     }
 #undef BF_CHECKED_ELEM
-    return off01 == 0 && top <= one_bits
+    return (hard ? off01 == 0 : off01 != 0 && ytop <= one_bits) && top <= one_bits
            && (!normal || (low >= 0x00800000u && top < one_bits));
+}
+
+/* bce_tile_checked with its constants spelled out (inlined all the way, as
+ * bce_tile_as) */
+BF_ALWAYS_INLINE int BF_FN(bce_tile_guessed)(const T *x, const T *y, const T *w, T gs,
+                                             int hard, int weighted, int normal,
+                                             BF_UT one_bits, T *l, T *g, int64_t m)
+{
+#define BF_CHECKED(h, wt, nm) BF_FN(bce_tile_checked)(x, y, w, gs, h, wt, nm, one_bits, l, g, m)
+    if (hard)
+        return weighted ? (normal ? BF_CHECKED(1, 1, 1) : BF_CHECKED(1, 1, 0))
+                        : (normal ? BF_CHECKED(1, 0, 1) : BF_CHECKED(1, 0, 0));
+    return weighted ? (normal ? BF_CHECKED(0, 1, 1) : BF_CHECKED(0, 1, 0))
+                    : (normal ? BF_CHECKED(0, 0, 1) : BF_CHECKED(0, 0, 0));
+#undef BF_CHECKED
 }
 
 /* Nonzero if one of v[0..m) is outside [0, 1] or NaN */
@@ -548,36 +567,30 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
     int wfilled = 0;
     double acc[BF_LANES] = {0};
     int64_t m;
-    /* After a tile of hard targets and p in [+0, 1], the kernel guesses that
-     * the next tile is one too (guess 1; 2: with every p in [FLT_MIN, 1) as
-     * well, float32) and takes its loss (and gradient) and its check in one
-     * loop, whose integer operations then run beside the logarithm's FMAs
-     * instead of in a pass of their own (with AVX-512 only,
-     * BF_BCE_CHECK_IN_LOSS; on Zen 4 1.1-1.2x for the loss, 1.02-1.16x with
-     * its gradient).  Not when an output is an input, which must be read
+    /* After a tile that passed the check below with every p in [+0, 1],
+     * the kernel guesses that the next tile is of the same kind (guess_hard:
+     * targets 0 or 1, or not; guess 2: every p in [FLT_MIN, 1) too, float32;
+     * else 1) and takes its loss (and gradient) and its check in one loop,
+     * whose integer operations then run beside the logarithms' FMAs instead
+     * of in a pass of their own (with AVX-512 only, BF_BCE_CHECK_IN_LOSS; on
+     * Zen 4 hard targets 1.07-1.2x, soft ones 1.08-1.19x, with the gradient
+     * 1.04-1.16x).  Not when an output is an input, which must be read
      * before anything is written over it: other outputs may hold anything
      * until the call is done (or fails), so a wrong guess costs only the time
      * of the tile.  Guess 1 stays 1 until a tile is checked apart, so that a
      * few p of 0 or 1 among many tiles cost one such tile. */
     const int may_guess = BF_BCE_CHECK_IN_LOSS && !BF_FN(writes_an_input)(p);
-    int guess = 0;
+    int guess = 0, guess_hard = 0;
     for (int64_t off = lo; off < hi; off += m) {
         m = BF_FN(tile_len)(off, hi);
         const T *xt = x + off, *yt = y + off;
         T *l = out != NULL ? out + off : tmp;
         T *g = grad != NULL ? grad + off : NULL;
         if (guess) {
-            int right;
-            if (p->w != NULL) {
-                const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
-                right = guess == 2
-                    ? BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 1, one_bits, l, g, m)
-                    : BF_FN(bce_hard_tile_checked)(xt, yt, w, gs, 1, 0, one_bits, l, g, m);
-            } else {
-                right = guess == 2
-                    ? BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 1, one_bits, l, g, m)
-                    : BF_FN(bce_hard_tile_checked)(xt, yt, xt, gs, 0, 0, one_bits, l, g, m);
-            }
+            const T *w = p->w != NULL
+                ? BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled) : xt;
+            int right = BF_FN(bce_tile_guessed)(xt, yt, w, gs, guess_hard, p->w != NULL,
+                                                guess == 2, one_bits, l, g, m);
             if (right) {
                 if (partial != NULL)
                     BF_FN(tile_lanes_add)(acc, l, m, in_double);
@@ -614,7 +627,8 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
             return BF_ERR_DOMAIN;
         if (!hard && BF_FN(outside_unit)(yt, m))
             return BF_ERR_TARGET;
-        guess = may_guess && hard && top <= one_bits ? 1 + normal : 0;
+        guess = may_guess && top <= one_bits ? 1 + normal : 0;
+        guess_hard = hard;
         if (p->w != NULL) {
             const T *w = BF_SIDE(p->w, p->w_so, p->w_si, p->row, off, m, wbuf, &wfilled);
             if (hard)

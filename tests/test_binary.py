@@ -940,28 +940,28 @@ def test_doctests(module):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_bce_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
     """BCE on probabilities (its AVX-512 kernels) guesses, after a tile of
-    0/1 targets and p in range, that the next tile is one too, and checks it
-    in the loop that takes its loss; a tile that is not (soft or -0 targets,
-    p of 0, 1, -0 or subnormal, where float32 takes the scaled logarithm) is
-    taken again the checked way.  Runs of each kind, of lengths that do not
-    align with the tiles, in a random order, must give the reference's
-    losses, sums and gradients; a bad p or target after many good tiles must
-    still raise."""
+    0/1 targets or of soft ones with p in range, that the next tile is of
+    the same kind, and checks it in the loop that takes its loss; a tile that
+    is not (the other kind of target, -0 targets, p of 0, 1, -0 or
+    subnormal, where float32 takes the scaled logarithm) is taken again the
+    checked way.  Runs of each kind, of lengths that do not align with the
+    tiles, in a random order, must give the reference's losses, sums and
+    gradients; a bad p or target deep inside a run of good tiles must still
+    raise."""
     def run(kind, n):
         p = rng.uniform(1e-4, 1 - 1e-4, n)
-        y = (rng.random(n) < 0.5).astype(np.float64)
-        at = rng.choice(n, size=min(n, 3), replace=False)
-        if kind == "edges":
-            p[at] = [0.0, 1.0, 1e-40 if dtype == np.float32 else 1e-310][:at.size]
+        y = rng.random(n) if kind.startswith("soft") else (rng.random(n) < 0.5) * 1.0
+        at = rng.choice(n, size=3, replace=False)
+        if kind.endswith("edges"):
+            p[at] = [0.0, 1.0, 1e-40 if dtype == np.float32 else 1e-310]
         elif kind == "negative zero":
             p[at[:1]] = -0.0
-        elif kind == "soft":
-            y = rng.random(n)
         elif kind == "soft zero":
             y[at[:1]] = -0.0
         return p, y
-    kinds = ["hard"] * 8 + ["edges", "negative zero", "soft", "soft zero"] * 2
-    runs = [run(k, int(rng.integers(60, 700))) for k in rng.permutation(kinds)]
+    kinds = rng.permutation(["hard"] * 6 + ["soft"] * 4
+                            + ["hard edges", "soft edges", "negative zero", "soft zero"] * 2)
+    runs = [run(k, int(rng.integers(60, 1500))) for k in kinds]
     p = np.concatenate([r[0] for r in runs]).astype(dtype)
     y = np.concatenate([r[1] for r in runs]).astype(dtype)
     w = rng.uniform(0.5, 2.0, p.size).astype(dtype) if weighted else None
@@ -978,12 +978,16 @@ def test_bce_over_tiles_of_every_kind_in_any_order(dtype, weighted, isa, rng):
             np.maximum(p * (1.0 - p), 1e-12)), 0.0) * (1.0 / p.size if reduction == "mean" else 1)
         assert_close(grad, ref.binary_cross_entropy_grad(p, y, w, reduction=reduction), dtype,
                      scale=4 * scale * (1 if w is None else w))
-    for bad_p, bad_y, msg in [(np.nan, 0.0, "input should be between 0 and 1"),
-                              (1.5, 1.0, "input should be between 0 and 1"),
-                              (0.5, 2.0, "target")]:
-        pb, yb = p.copy(), y.copy()
-        pb[-5], yb[-5] = bad_p, bad_y
-        with pytest.raises(ValueError, match=msg):
-            bce_fast.binary_cross_entropy(pb, yb, w, reduction="sum")
-        with pytest.raises(ValueError, match=msg):
-            bce_fast.binary_cross_entropy_and_grad(pb, yb, w)
+    ends = np.cumsum([r[0].size for r in runs])
+    for kind in ("hard", "soft"):      # three quarters into the longest such run
+        k = max((i for i in range(len(runs)) if kinds[i] == kind), key=lambda i: runs[i][0].size)
+        at = ends[k] - runs[k][0].size // 4
+        for bad_p, bad_y, msg in [(np.nan, 0.0, "input should be between 0 and 1"),
+                                  (1.5, 1.0, "input should be between 0 and 1"),
+                                  (0.5, 2.0, "target"), (0.5, np.nan, "target")]:
+            pb, yb = p.copy(), y.copy()
+            pb[at], yb[at] = bad_p, bad_y
+            with pytest.raises(ValueError, match=msg):
+                bce_fast.binary_cross_entropy(pb, yb, w, reduction="sum")
+            with pytest.raises(ValueError, match=msg):
+                bce_fast.binary_cross_entropy_and_grad(pb, yb, w, reduction="none")

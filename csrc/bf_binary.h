@@ -484,6 +484,19 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
         BF_FN(bce_tile)(x, y, w, gs, hard, weighted, 0, l, g, m);
 }
 
+/* One element of bce_pass's input check, pe and ye a probability and its
+ * target: the largest and the least bit pattern of the probabilities as
+ * unsigned integers (top, low) and an OR that stays 0 while every target is
+ * +0 or 1 (off01: min(v, v ^ bits(1)) is 0 exactly there; v is ye's
+ * pattern) */
+#define BF_BCE_CHECK_ELEM(pe, ye)                                             \
+    BF_UT u, v;                                                               \
+    memcpy(&u, &(pe), sizeof u);                                              \
+    memcpy(&v, &(ye), sizeof v);                                              \
+    top = u > top ? u : top;                                                  \
+    low = u < low ? u : low;                                                  \
+    off01 |= v < (v ^ one_bits) ? v : v ^ one_bits
+
 /* The loss of a tile into l, and its gradient into g unless NULL, with
  * bce_pass's input check in the same loop (its guess, below): nonzero if the
  * check finds the tile one that bce_pass takes with this loss -- every p in
@@ -497,16 +510,10 @@ BF_ALWAYS_INLINE int BF_FN(bce_tile_checked)(const T *x, const T *y, const T *w,
 {
     BF_UT top = 0, low = one_bits, off01 = 0, ytop = 0;
     T lv, gv;
-    /* element i: the check's reductions as in bce_pass (and for soft
-     * targets the largest pattern), then the loss and gradient */
+    /* element i: the check (and for soft targets their largest pattern),
+     * then the loss and gradient */
 #define BF_CHECKED_ELEM(i)                                                    \
-    BF_UT u, v;                                                               \
-    memcpy(&u, &x[i], sizeof u);                                              \
-    memcpy(&v, &y[i], sizeof v);                                              \
-    top = u > top ? u : top;                                                  \
-    low = u < low ? u : low;                                                  \
-    BF_UT o = v ^ one_bits;                                                   \
-    off01 |= v < o ? v : o;                                                   \
+    BF_BCE_CHECK_ELEM(x[i], y[i]);                                            \
     if (!hard)                                                                \
         ytop = v > ytop ? v : ytop;                                           \
     BF_FN(bce_elem)(x[i], y[i], w[i], gs, hard, weighted, normal, &lv, &gv)
@@ -611,13 +618,7 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
          * the reductions in memory and float32 BCE ran 11-17% slower. */
         BF_UT top = 0, low = one_bits, off01 = 0;
         for (int64_t i = 0; i < m; i++) {
-            BF_UT u, v;
-            memcpy(&u, &xt[i], sizeof u);
-            memcpy(&v, &yt[i], sizeof v);
-            top = u > top ? u : top;
-            low = u < low ? u : low;
-            BF_UT w = v ^ one_bits;
-            off01 |= v < w ? v : w;
+            BF_BCE_CHECK_ELEM(xt[i], yt[i]);
         }
         int hard = off01 == 0;
         /* the least pattern too: every p in [FLT_MIN, 1), the logarithms
@@ -655,6 +656,7 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
     return BF_FN(sums_in_double_if_inf)(BF_FN(bce_pass), prob, lo, hi, partial, 1);
 }
 
+#undef BF_BCE_CHECK_ELEM
 #undef BF_SIDE
 #undef BF_EXP_FLOOR
 #undef BF_LOG_FLOOR

@@ -590,6 +590,31 @@ def test_bce_accepts_the_closed_interval():
                  [100.0, 100.0, 100.0, np.log(2)], np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_bce_loss_of_a_perfect_prediction_is_plus_zero(dtype, isa):
+    """A loss of 0 is +0, never -0 (the kernels carry minus the loss and
+    negate only what they write out), in full tiles and a tail, with and
+    without weight or gradient, for hard and soft targets."""
+    n = 1000
+    p = np.where(np.arange(n) % 2 == 0, 1.0, 0.0).astype(dtype)
+    y = p.copy()
+    p[::7] = 0.25                                   # some nonzero losses too
+    soft = y.copy()
+    soft[1::10] = 0.5                               # a soft target: not all 0/1
+    p[1::10] = 0.5
+    w = np.full(n, 2.0, dtype)
+    for target in (y, soft):
+        want = reference("bce", p, target, None)
+        zero = want == 0
+        assert zero.sum() > n // 2
+        for got, scale in (
+                (bce_fast.binary_cross_entropy(p, target, reduction="none"), 1),
+                (bce_fast.binary_cross_entropy(p, target, weight=w, reduction="none"), 2),
+                (bce_fast.binary_cross_entropy_and_grad(p, target, reduction="none")[0], 1)):
+            assert_close(got, scale * want, dtype)
+            assert (got[zero] == 0).all() and not np.signbit(got[zero]).any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_bce_in_place_checks_the_probabilities_before_writing(dtype):
     """-0 passes the kernel's fast range test only through the exact check

@@ -134,16 +134,17 @@ BF_ALWAYS_INLINE double bf_log_reduced_f64(double f)
 }
 
 /* Split u 2^-s, u normal, positive and finite, into k and f = m - 1,
- * u 2^-s = (1 + f) 2^k (a caller scales a subnormal u up by 2^s; s joins
- * the exponent bias).  The bit pattern is shifted so that the exponent field
- * changes exactly at sqrt(2); k comes back as a float (2^p + field - 2^p -
- * bias: no int->float conversion, which AVX2 lacks for 64-bit lanes). */
+ * u 2^-s = (1 + f) 2^k (a caller scales a subnormal u up by 2^s).  The bit
+ * pattern less sqrt(1/2)'s has k in its exponent field, arithmetic shift
+ * giving the negative ones, and m is u with that field taken away.  float64
+ * takes k as a float by 2^p + field - 2^p - bias, since AVX2 has no int64 ->
+ * double conversion; float32 converts (one operation less: 2% of BCE). */
 BF_ALWAYS_INLINE float bf_log_split_f32(float u, float s, float *k)
 {
     const uint32_t sqrt_half = 0x3f3504f3u;
-    uint32_t ix = bf_bits_f32(u) + (0x3f800000u - sqrt_half);
-    *k = bf_from_bits_f32((ix >> 23) | 0x4b000000u) - (8388608.0f + 127.0f + s);
-    return bf_from_bits_f32((ix & 0x007fffffu) + sqrt_half) - 1.0f;
+    uint32_t ux = bf_bits_f32(u), ix = ux - sqrt_half;
+    *k = (float)((int32_t)ix >> 23) - s;
+    return bf_from_bits_f32(ux - (ix & 0xff800000u)) - 1.0f;
 }
 
 BF_ALWAYS_INLINE double bf_log_split_f64(double u, double s, double *k)

@@ -429,13 +429,13 @@ BF_ALWAYS_INLINE void BF_FN(bce_elem)(T p, T y, T w, T gs, int hard, int weighte
 {
     T corr;
     T q = bf_log1m_split(p, &corr);             /* log(1 - p) = log(q) + corr */
-    /* bf_log_unit is the logarithm only down to -100: the clamps below are
-     * part of it */
+    /* bf_log_unit is the logarithm only down to -100: the clamps below
+     * (where they can bind) are part of it */
     if (hard) {
         /* corr where log(1 - p) is taken.  float32: a select on the compare
-         * that chose z saves corr (1 - y) a subtraction (5-7% of the loss on
-         * Zen 4); float64: gcc compares y again for it and reloads y (a
-         * register short), and the loss ran 4% slower */
+         * that chose z saves corr (1 - y) a subtraction (with the clamp left
+         * out below, 2-3% of the loss on Zen 4); float64: gcc compares y
+         * again for it and reloads y (a register short), 4% slower */
         T z = y == 0 ? q : p;
         T c = sizeof(T) == 4 ? (y == 0 ? corr : 0) : corr * ((T)1 - y);
         T lz = (normal ? bf_log_unit_normal(z) : bf_log_unit(z)) + c;
@@ -528,13 +528,14 @@ BF_ALWAYS_INLINE void BF_FN(bce_tile_as)(const T *x, const T *y, const T *w, T g
     low = u < low ? u : low;                                                  \
     off01 |= v < (v ^ one_bits) ? v : v ^ one_bits
 
-/* bce_tile (its losses or minus them into l, its gradient into g unless NULL) with
- * bce_pass's input check in the same loop (its guess, below): nonzero if the
- * check finds the tile one that bce_pass takes with this loss -- every p in
- * [+0, 1] (with `normal`: in [FLT_MIN, 1)), and with `hard` every target +0
- * or 1, else every target in [+0, 1] and not all of them +0 or 1 -- else l
- * and g hold what the caller overwrites.  `hard`, `weighted` and `normal`
- * are constants at each call site; the unweighted loss reads x for w. */
+/* bce_tile (its losses or minus them into l, its gradient into g unless
+ * NULL) with bce_pass's input check in the same loop (its guess, below):
+ * nonzero if the check finds the tile one that bce_pass takes with this
+ * loss -- every p in [+0, 1] (with `normal`: in [FLT_MIN, 1)), and with
+ * `hard` every target +0 or 1, else every target in [+0, 1] and not all of
+ * them +0 or 1 -- else l and g hold what the caller overwrites.  `hard`,
+ * `weighted` and `normal` are constants at each call site; the unweighted
+ * loss reads x for w. */
 BF_ALWAYS_INLINE int BF_FN(bce_tile_checked)(const T *x, const T *y, const T *w, T gs,
                                              int hard, int weighted, int normal, int losses,
                                              BF_UT one_bits, T *l, T *g, int64_t m)
@@ -608,7 +609,7 @@ static int BF_FN(bce_pass)(const void *prob, int64_t lo, int64_t hi, double *par
      * few p of 0 or 1 among many tiles cost one such tile. */
     const int may_guess = BF_BCE_CHECK_IN_LOSS && !BF_FN(writes_an_input)(p);
     /* l takes the losses where they are written out, else minus them (the
-     * negation of each costs float32 5-7% of a reduced loss on Zen 4), whose
+     * negation of each cost 3-4% of a float32 reduced loss on Zen 4), whose
      * tile sums are the exact negatives of the losses' (rounding is
      * symmetric) */
     const int losses = out != NULL;
@@ -681,6 +682,8 @@ static int BF_FN(bce_chunk)(const void *prob, int64_t lo, int64_t hi, double *pa
 }
 
 #undef BF_BCE_CHECK_ELEM
+#undef BF_BCE_LOOPS
+#undef BF_PRAGMA
 #undef BF_SIDE
 #undef BF_EXP_FLOOR
 #undef BF_LOG_FLOOR

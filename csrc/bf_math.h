@@ -198,10 +198,10 @@ BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
  * Taylor series needs degree 11 for the same); ln2 split so that
  * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as
  * 2^(k+64) * 2^-64: one exponent construction, and a subnormal result takes
- * one rounding.  P is evaluated by Estrin's scheme: Horner's chain of
- * dependent FMAs (4 cycles each) outlasts what out-of-order execution can
- * overlap, and the shorter tree made float64 softmax 14% and sigmoid 9%
- * faster (float32: 4%).
+ * one rounding.  P is evaluated by Estrin's scheme (float64 with FMA: as
+ * two Horner chains in r^2, below): Horner's chain of dependent FMAs (4
+ * cycles each) outlasts what out-of-order execution can overlap, and the
+ * shorter tree made float64 softmax 14% and sigmoid 9% faster (float32: 4%).
  * x is clamped at lo = -104 / -746, where exp rounds to 0 (and -inf must
  * not reach the reduction).  bf_exp_neg_floor takes lo as an argument: the
  * elementwise kernels pass an opaque copy (bf_exp_floor_*, above; float32
@@ -247,13 +247,32 @@ BF_ALWAYS_INLINE double bf_exp_neg_parts_f64(double x, int64_t *k)
     *k = (int64_t)(bf_bits_f64(t) - bf_bits_f64(magic));
     double r = x - n * BF_LN2_HI_F64;
     r = r - n * BF_LN2_LO_F64;
-    double r2 = r * r, r4 = r2 * r2;
+    double r2 = r * r;
+#ifdef BF_HAVE_FMA
+    /* P = A(r^2) + r B(r^2), each half by Horner: eleven FMAs where
+     * Estrin's scheme takes twelve, and two chains of four (sigmoid,
+     * log_sigmoid, BCE-with-logits 1.02-1.06x on Zen 4, AVX-512; same
+     * accuracy).  Without FMA the halves ran 3-5% slower than Estrin's. */
+    double a = 2.7630236281711811335e-7;
+    a = a * r2 + 0.000024801493127036629035;
+    a = a * r2 + 0.0013888888943609475338;
+    a = a * r2 + 0.041666666666530208224;
+    a = a * r2 + 0.50000000000000106251;
+    double b = 2.5000280870099632768e-8;
+    b = b * r2 + 2.7557585600636712533e-6;
+    b = b * r2 + 0.00019841269507529691439;
+    b = b * r2 + 0.0083333333334939821945;
+    b = b * r2 + 0.1666666666666641336;
+    double p = b * r + a;
+#else
+    double r4 = r2 * r2;
     double q0 = 0.1666666666666641336 * r + 0.50000000000000106251;
     double q1 = 0.0083333333334939821945 * r + 0.041666666666530208224;
     double q2 = 0.00019841269507529691439 * r + 0.0013888888943609475338;
     double q3 = 2.7557585600636712533e-6 * r + 0.000024801493127036629035;
     double q4 = 2.5000280870099632768e-8 * r + 2.7630236281711811335e-7;
     double p = ((q4 * r4 + (q3 * r2 + q2)) * r4) + (q1 * r2 + q0);
+#endif
     return r2 * p + r + 1.0;
 }
 

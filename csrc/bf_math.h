@@ -86,6 +86,30 @@ static inline double bf_fma_f64(double a, double b, double c) { return a * b + c
 #endif
 #define bf_fma(a, b, c) _Generic((a), float: bf_fma_f32, double: bf_fma_f64)(a, b, c)
 
+/* c0 + c1 x + ... + c7 x^7 (BF_POLY7) or + c9 x^9 (BF_POLY9), x2 = x^2.
+ * With FMA as A(x^2) + x B(x^2), each half by Horner: one FMA less than
+ * Estrin's tree (no x^4) and two chains of three or four, short enough for
+ * out-of-order execution to overlap (float32 BCE 1.02-1.05x on Zen 4,
+ * float64 kernels 1.02-1.06x, accuracy unchanged).  Without FMA by Estrin's
+ * tree: there a Horner step is a multiply and an add, and the chains ran
+ * 3-5% slower. */
+#ifdef BF_HAVE_FMA
+#define BF_POLY7(x, x2, c0, c1, c2, c3, c4, c5, c6, c7)                       \
+    (((((c7) * (x2) + (c5)) * (x2) + (c3)) * (x2) + (c1)) * (x)                \
+     + ((((c6) * (x2) + (c4)) * (x2) + (c2)) * (x2) + (c0)))
+#define BF_POLY9(x, x2, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9)               \
+    ((((((c9) * (x2) + (c7)) * (x2) + (c5)) * (x2) + (c3)) * (x2) + (c1)) * (x) \
+     + (((((c8) * (x2) + (c6)) * (x2) + (c4)) * (x2) + (c2)) * (x2) + (c0)))
+#else
+#define BF_POLY7(x, x2, c0, c1, c2, c3, c4, c5, c6, c7)                       \
+    ((((c7) * (x) + (c6)) * (x2) + ((c5) * (x) + (c4))) * ((x2) * (x2))         \
+     + (((c3) * (x) + (c2)) * (x2) + ((c1) * (x) + (c0))))
+#define BF_POLY9(x, x2, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9)               \
+    ((((c9) * (x) + (c8)) * ((x2) * (x2))                                      \
+      + (((c7) * (x) + (c6)) * (x2) + ((c5) * (x) + (c4)))) * ((x2) * (x2))     \
+     + (((c3) * (x) + (c2)) * (x2) + ((c1) * (x) + (c0))))
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* log on (0, inf): reduction to m in [sqrt(1/2), sqrt(2))                   */
 /* ------------------------------------------------------------------------ */
@@ -97,34 +121,18 @@ static inline double bf_fma_f64(double a, double b, double c) { return a * b + c
  * 0.85 -> 0.86 ULP over every float) and cost 3% more of BCE.  P by
  * Estrin's scheme: one operation more than Horner's and a chain of four
  * instead of eight; float32 BCE 3-6% faster once its input check stopped
- * dominating (18ce1b2; same worst cases, 0.84 and 1.44 ULP).  With FMA, P =
- * A(f^2) + f B(f^2), each half by Horner, takes one operation less still
- * (no f^4) with two chains of three (float32 BCE 1.02-1.05x; log over every
- * float in [FLT_MIN, 2): 0.947 ULP at worst, 0.937 before).  The sum is
+ * dominating (18ce1b2; same worst cases, 0.84 and 1.44 ULP); with FMA as
+ * two Horner chains (BF_POLY7; log over every float in [FLT_MIN, 2): 0.947
+ * ULP at worst, 0.937 by the tree).  The sum is
  * taken as f + z (P f - 1/2), two FMAs where f + (P f z - z/2) took four
  * operations (both round the correction to z/2 once, which is at most 0.21
  * of f; worst cases 0.87 and 1.47 ULP now). */
 BF_ALWAYS_INLINE float bf_log_reduced_f32(float f)
 {
     float z = f * f;
-#ifdef BF_HAVE_FMA
-    float a = 1.2761330605e-01f;
-    a = a * z + 1.4201784134e-01f;
-    a = a * z + 2.0001226664e-01f;
-    a = a * z + 3.3333331347e-01f;
-    float b = -7.6345480978e-02f;
-    b = b * z - 1.3160039485e-01f;
-    b = b * z - 1.6623374820e-01f;
-    b = b * z - 2.5000819564e-01f;
-    float p = b * f + a;
-#else
-    float z2 = z * z;
-    float p0 = -2.5000819564e-01f * f + 3.3333331347e-01f;
-    float p1 = -1.6623374820e-01f * f + 2.0001226664e-01f;
-    float p2 = -1.3160039485e-01f * f + 1.4201784134e-01f;
-    float p3 = -7.6345480978e-02f * f + 1.2761330605e-01f;
-    float p = (p3 * z + p2) * z2 + (p1 * z + p0);
-#endif
+    float p = BF_POLY7(f, z, 3.3333331347e-01f, -2.5000819564e-01f, 2.0001226664e-01f,
+                       -1.6623374820e-01f, 1.4201784134e-01f, -1.3160039485e-01f,
+                       1.2761330605e-01f, -7.6345480978e-02f);
     return bf_fma_f32(z, bf_fma_f32(p, f, -0.5f), f);
 }
 
@@ -134,32 +142,17 @@ BF_ALWAYS_INLINE float bf_log_reduced_f32(float f)
  * the result).  R(z) = z Q(z), Q minimax of degree 7 on z in [0, 1/25] for
  * relative error (3.7e-17; csrc/gen/fit_polynomials.py; the Taylor series
  * 2/(2j+1) needs degree 9 for the same), by Estrin's scheme (a Horner chain
- * of dependent FMAs outlasts what out-of-order execution overlaps); with
- * FMA as A(z^2) + z B(z^2), two Horner chains of three, one operation less
- * (float64 BCE 1.03-1.05x, log_sigmoid 1.02x; the same worst cases). */
+ * of dependent FMAs outlasts what out-of-order execution overlaps), with
+ * FMA as two Horner chains (BF_POLY7). */
 BF_ALWAYS_INLINE double bf_log_reduced_f64(double f)
 {
     double s = f / (2.0 + f);
     double z = s * s;
     double z2 = z * z;
-#ifdef BF_HAVE_FMA
-    double a = 0.13210251972527182302;
-    a = a * z2 + 0.18181738290204370447;
-    a = a * z2 + 0.28571428567323577878;
-    a = a * z2 + 0.66666666666666664212;
-    double b = 0.13604787667045777196;
-    b = b * z2 + 0.15388840674883160424;
-    b = b * z2 + 0.22222223040127323379;
-    b = b * z2 + 0.40000000000007840061;
-    double R = z * (b * z + a);
-#else
-    double z4 = z2 * z2;
-    double q0 = 0.40000000000007840061 * z + 0.66666666666666664212;
-    double q1 = 0.22222223040127323379 * z + 0.28571428567323577878;
-    double q2 = 0.15388840674883160424 * z + 0.18181738290204370447;
-    double q3 = 0.13604787667045777196 * z + 0.13210251972527182302;
-    double R = z * ((q3 * z2 + q2) * z4 + (q1 * z2 + q0));
-#endif
+    double R = z * BF_POLY7(z, z2, 0.66666666666666664212, 0.40000000000007840061,
+                            0.28571428567323577878, 0.22222223040127323379,
+                            0.18181738290204370447, 0.15388840674883160424,
+                            0.13210251972527182302, 0.13604787667045777196);
     double hfsq = 0.5 * f * f;
     return f - (hfsq - s * (hfsq + R));
 }
@@ -229,8 +222,8 @@ BF_ALWAYS_INLINE float bf_log1p_pos_f32(float x)
  * Taylor series needs degree 11 for the same); ln2 split so that
  * n*ln2_hi is exact.  No overflow is possible, so 2^k is applied as
  * 2^(k+64) * 2^-64: one exponent construction, and a subnormal result takes
- * one rounding.  P is evaluated by Estrin's scheme (float64 with FMA: as
- * two Horner chains in r^2, below): Horner's chain of dependent FMAs (4
+ * one rounding.  P is evaluated by Estrin's scheme (float64: BF_POLY9,
+ * with FMA as two Horner chains): Horner's one chain of dependent FMAs (4
  * cycles each) outlasts what out-of-order execution can overlap, and the
  * shorter tree made float64 softmax 14% and sigmoid 9% faster (float32: 4%).
  * x is clamped at lo = -104 / -746, where exp rounds to 0 (and -inf must
@@ -279,31 +272,11 @@ BF_ALWAYS_INLINE double bf_exp_neg_parts_f64(double x, int64_t *k)
     double r = x - n * BF_LN2_HI_F64;
     r = r - n * BF_LN2_LO_F64;
     double r2 = r * r;
-#ifdef BF_HAVE_FMA
-    /* P = A(r^2) + r B(r^2), each half by Horner: eleven FMAs where
-     * Estrin's scheme takes twelve, and two chains of four (sigmoid,
-     * log_sigmoid, BCE-with-logits 1.02-1.06x on Zen 4, AVX-512; same
-     * accuracy).  Without FMA the halves ran 3-5% slower than Estrin's. */
-    double a = 2.7630236281711811335e-7;
-    a = a * r2 + 0.000024801493127036629035;
-    a = a * r2 + 0.0013888888943609475338;
-    a = a * r2 + 0.041666666666530208224;
-    a = a * r2 + 0.50000000000000106251;
-    double b = 2.5000280870099632768e-8;
-    b = b * r2 + 2.7557585600636712533e-6;
-    b = b * r2 + 0.00019841269507529691439;
-    b = b * r2 + 0.0083333333334939821945;
-    b = b * r2 + 0.1666666666666641336;
-    double p = b * r + a;
-#else
-    double r4 = r2 * r2;
-    double q0 = 0.1666666666666641336 * r + 0.50000000000000106251;
-    double q1 = 0.0083333333334939821945 * r + 0.041666666666530208224;
-    double q2 = 0.00019841269507529691439 * r + 0.0013888888943609475338;
-    double q3 = 2.7557585600636712533e-6 * r + 0.000024801493127036629035;
-    double q4 = 2.5000280870099632768e-8 * r + 2.7630236281711811335e-7;
-    double p = ((q4 * r4 + (q3 * r2 + q2)) * r4) + (q1 * r2 + q0);
-#endif
+    double p = BF_POLY9(r, r2, 0.50000000000000106251, 0.1666666666666641336,
+                        0.041666666666530208224, 0.0083333333334939821945,
+                        0.0013888888943609475338, 0.00019841269507529691439,
+                        0.000024801493127036629035, 2.7557585600636712533e-6,
+                        2.7630236281711811335e-7, 2.5000280870099632768e-8);
     return r2 * p + r + 1.0;
 }
 

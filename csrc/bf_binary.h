@@ -120,8 +120,9 @@ static inline void BF_FN(tile_lanes_add)(double *acc, const T *v, int64_t n, int
  * overlap, so the chain and not the FMA pipes set the pace.  Two loops
  * through a buffer in L1 halve the chain (A/B at 1e5-1e6 elements, AVX-512:
  * BCE-with-logits 1.11-1.21x, log_sigmoid 1.15-1.25x, sigmoid 1.02-1.14x;
- * AVX2 and SSE2 1.22-1.42x). */
-static inline void BF_FN(exp_neg_abs_tile)(const T *x, T *e, int64_t m)
+ * AVX2 and SSE2 1.22-1.42x).  Returns nonzero if every |x[i]| is at most
+ * 86 / 707 (finite, not NaN). */
+static inline int BF_FN(exp_neg_abs_tile)(const T *x, T *e, int64_t m)
 {
     /* First with the exp for |x| <= 86 / 707 (bf_exp_neg_normal); a tile
      * with any |x| beyond, inf or NaN is taken again whole with the clamped
@@ -133,11 +134,12 @@ static inline void BF_FN(exp_neg_abs_tile)(const T *x, T *e, int64_t m)
         over |= bf_exp_normal_miss(a);
         e[i] = bf_exp_neg_normal(-a);
     }
-    if (bf_exp_normal_missed(over)) {
+    if (!bf_exp_normal_missed(over))
+        return 1;
 #pragma omp simd
-        for (int64_t i = 0; i < m; i++)
-            e[i] = bf_exp_neg_floor(-bf_fabs(x[i]), BF_EXP_FLOOR);
-    }
+    for (int64_t i = 0; i < m; i++)
+        e[i] = bf_exp_neg_floor(-bf_fabs(x[i]), BF_EXP_FLOOR);
+    return 0;
 }
 
 /* sigmoid(x) from x and e = exp(-|x|) */
@@ -187,7 +189,8 @@ BF_MAP_CHUNK(log_sigmoid_chunk, log_sigmoid_elem)
  * (grad_output), which multiplies the gradient, weights or not (a missing
  * one reads as 1). */
 BF_ALWAYS_INLINE void BF_FN(bce_logits_elem)(T x, T e, T y, T w, T pw, T u, T gs,
-                                             int weighted, T *loss, T *grad, T *hess)
+                                             int weighted, int finite, T *loss, T *grad,
+                                             T *hess)
 {
     T a = bf_fabs(x);
     T l = bf_log1p_unit(e);
@@ -196,10 +199,13 @@ BF_ALWAYS_INLINE void BF_FN(bce_logits_elem)(T x, T e, T y, T w, T pw, T u, T gs
     /* c0 softplus(x) + c1 softplus(-x) = (c0 + c1) l + t |x|, t = x >= 0 ? c0 : c1,
      * with one FMA spelled out: left to contraction, l + t |x| was fused in
      * the loss-and-gradient loop and not in the loss-only one, whose losses
-     * then differed in the last bit.  t = 0 leaves |x| = inf out. */
+     * then differed in the last bit.  t = 0 leaves |x| = inf out; where the
+     * constant `finite` promises every |x| finite, t |x| is a zero whose sum
+     * with lcl is lcl (an lcl of -0 has t = -0), and the select is left out
+     * (float32 BCE-with-logits 1.04x on Zen 4). */
     T t = x >= 0 ? c0 : c1;      /* x >= 0: the sigmoids' compare (at x = 0, t |x| = 0) */
     T lcl = weighted ? (c0 + c1) * l : l;
-    *loss = t == 0 ? lcl : bf_fma(t, a, lcl);
+    *loss = t == 0 && !finite ? lcl : bf_fma(t, a, lcl);
     T d = (T)1 + e;
     /* sigmoid(-|x|) and sigmoid(|x|) = 1 - it, one division instead of two
      * (1 - small is exact or the rounding of the exact difference; worst
@@ -269,6 +275,36 @@ BF_ALWAYS_INLINE T BF_FN(abs_max)(T top, T v)
     return a > top ? a : top;
 }
 
+/* bce_logits_tile's loops without the Hessian, e = exp(-|x|) given; `weighted`
+ * and `finite` (every |x| finite) are constants at each call site */
+BF_ALWAYS_INLINE T BF_FN(bce_logits_loops)(const T *x, const T *e, const T *y, const T *w,
+                                           const T *pw, const T *u, T gs, int weighted,
+                                           int finite, T *l, T *g, int64_t m)
+{
+    T lv, gv, hv, top = 0;
+    if (g == NULL) {
+#pragma omp simd private(lv, gv, hv) reduction(max : top)
+        for (int64_t i = 0; i < m; i++) {
+            BF_FN(bce_logits_elem)(x[i], e[i], y[i], w[i], pw[i], u[i], gs, weighted, finite,
+                                   &lv, &gv, &hv);
+            l[i] = lv;
+            if (weighted)
+                top = BF_FN(abs_max)(top, x[i]);
+        }
+    } else {
+#pragma omp simd private(lv, gv, hv) reduction(max : top)
+        for (int64_t i = 0; i < m; i++) {
+            BF_FN(bce_logits_elem)(x[i], e[i], y[i], w[i], pw[i], u[i], gs, weighted, finite,
+                                   &lv, &gv, &hv);
+            l[i] = lv;
+            g[i] = gv;
+            if (weighted)
+                top = BF_FN(abs_max)(top, x[i]);
+        }
+    }
+    return top;
+}
+
 /* One tile of loss (l), gradient (g, may be NULL) and Hessian (h, may be
  * NULL; then g is not); l is not written when h is given.  Returns the
  * largest |x[i]| if weighted, else 0.  (The max on the side of the loop
@@ -283,38 +319,23 @@ static inline T BF_FN(bce_logits_tile)(const T *x, const T *y, const T *w, const
                                        int64_t m)
 {
     T lv, gv, hv, top = 0, e[BF_TILE];
-    if (h == NULL)
-        BF_FN(exp_neg_abs_tile)(x, e, m);
-    if (g == NULL) {
+    if (h == NULL) {
+        /* the loss loop with `finite` made a constant (with the gradient
+         * the loop without the select measured 0.95-0.97x) */
+        int finite = BF_FN(exp_neg_abs_tile)(x, e, m);
+        if (finite && g == NULL)
+            return BF_FN(bce_logits_loops)(x, e, y, w, pw, u, gs, weighted, 1, l, NULL, m);
+        return BF_FN(bce_logits_loops)(x, e, y, w, pw, u, gs, weighted, 0, l, g, m);
+    }
 #pragma omp simd private(lv, gv, hv) reduction(max : top)
-        for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_logits_elem)(x[i], e[i], y[i], w[i], pw[i], u[i], gs, weighted,
-                                   &lv, &gv, &hv);
-            l[i] = lv;
-            if (weighted)
-                top = BF_FN(abs_max)(top, x[i]);
-        }
-    } else if (h == NULL) {
-#pragma omp simd private(lv, gv, hv) reduction(max : top)
-        for (int64_t i = 0; i < m; i++) {
-            BF_FN(bce_logits_elem)(x[i], e[i], y[i], w[i], pw[i], u[i], gs, weighted,
-                                   &lv, &gv, &hv);
-            l[i] = lv;
-            g[i] = gv;
-            if (weighted)
-                top = BF_FN(abs_max)(top, x[i]);
-        }
-    } else {
-#pragma omp simd private(lv, gv, hv) reduction(max : top)
-        for (int64_t i = 0; i < m; i++) {
-            T ei = bf_exp_neg_floor(-bf_fabs(x[i]), BF_EXP_FLOOR);
-            BF_FN(bce_logits_elem)(x[i], ei, y[i], w[i], pw[i], u[i], gs, weighted,
-                                   &lv, &gv, &hv);
-            g[i] = gv;
-            h[i] = hv;
-            if (weighted)
-                top = BF_FN(abs_max)(top, x[i]);
-        }
+    for (int64_t i = 0; i < m; i++) {
+        T ei = bf_exp_neg_floor(-bf_fabs(x[i]), BF_EXP_FLOOR);
+        BF_FN(bce_logits_elem)(x[i], ei, y[i], w[i], pw[i], u[i], gs, weighted, 0,
+                               &lv, &gv, &hv);
+        g[i] = gv;
+        h[i] = hv;
+        if (weighted)
+            top = BF_FN(abs_max)(top, x[i]);
     }
     return top;
 }
